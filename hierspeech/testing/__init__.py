@@ -1,0 +1,1 @@
+"""Helpers for tests of code built on `hierspeech`: tiny random-weight configs and models."""
