@@ -1,0 +1,72 @@
+"""The unit of work that flows through a job: one manifest row and everything stages add to it.
+
+Items travel between Ray Data operators pickled in a single binary column, so every batch has
+the same three-column Arrow schema whatever the features inside (ragged arrays, bytes, dicts).
+That avoids Arrow type unification across batches and keeps stage code plain Python.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+BATCH_SCHEMA = pa.schema([("id", pa.string()), ("row", pa.int64()), ("payload", pa.large_binary())])
+
+
+@dataclass
+class ItemError:
+    """Why an item failed: the stage, the exception type and a readable message."""
+
+    stage: str
+    error: str
+    message: str
+
+
+@dataclass
+class Item:
+    """A manifest row in flight.
+
+    `fields`: the manifest columns (paths already resolved); `data`: working values that are
+    not written (decoded audio, ...); `members`: tar members to write, extension -> bytes;
+    `meta`: the sample's json; `index`: job columns of the index row.
+    """
+
+    id: str
+    row: int
+    fields: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    members: dict[str, bytes] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
+    error: ItemError | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def fail(self, stage: str, exc: BaseException | str, error: str | None = None) -> None:
+        """Mark the item failed; later stages skip it and the sink writes an error row."""
+        if isinstance(exc, BaseException):
+            self.error = ItemError(stage, error or type(exc).__name__, f"[{stage}] {exc}")
+        else:
+            self.error = ItemError(stage, error or "Error", f"[{stage}] {exc}")
+        self.data.clear()
+        self.members.clear()
+
+
+def items_to_batch(items: list[Item]) -> pa.Table:
+    return pa.Table.from_pydict(
+        {
+            "id": [i.id for i in items],
+            "row": [i.row for i in items],
+            "payload": [pickle.dumps(i, protocol=pickle.HIGHEST_PROTOCOL) for i in items],
+        },
+        schema=BATCH_SCHEMA,
+    )
+
+
+def batch_to_items(batch: pa.Table) -> list[Item]:
+    return [pickle.loads(p) for p in batch.column("payload").to_pylist()]

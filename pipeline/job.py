@@ -1,0 +1,47 @@
+"""What a job is (its manifest columns, stages and index columns) and how a run is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from pipeline.manifest import BASE_COLUMNS, Column
+from pipeline.stage import Stage
+
+DEFAULT_ROWS_PER_SHARD = 1000  # ~10 s clips: ~300 MB of 16 kHz FLAC, ~1 GB with w2v features
+DEFAULT_MAX_SHARD_BYTES = 1 << 30
+
+
+@dataclass
+class Job:
+    """A pipeline job: `build_stages` is called on the driver after Ray is up (GPU facts known)."""
+
+    name: str
+    build_stages: Callable[[], list[Stage]]
+    index_fields: list[pa.Field] = field(default_factory=list)
+    extra_columns: tuple[Column, ...] = ()
+    # options that change the output: recorded in job.json; a resume with other values is refused
+    output_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        names = {c.name for c in self.extra_columns}
+        return tuple(c for c in BASE_COLUMNS if c.name not in names) + self.extra_columns
+
+
+@dataclass
+class RunOptions:
+    """How to run: where (Ray address), how big the shards, how strict, how loud."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+    block_rows: int = 32
+    strict: bool = False  # refuse row problems (missing files, null paths) up front
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+    command: list[str] | None = None

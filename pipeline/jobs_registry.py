@@ -1,0 +1,21 @@
+"""Which manifest columns each job needs, for `hsp manifest validate --job NAME`."""
+
+from __future__ import annotations
+
+from pipeline.manifest import BASE_COLUMNS, Column
+
+# Jobs add their own columns here (e.g. synthesize vc: target_audio, noise_scale, seed).
+JOB_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "prepare": (),
+}
+
+
+def job_columns(name: str | None) -> tuple[Column, ...]:
+    """Base columns plus those of job `name` (None: base columns only)."""
+    if name is None:
+        return BASE_COLUMNS
+    if name not in JOB_COLUMNS:
+        raise KeyError(f"unknown job {name!r}; known: {sorted(JOB_COLUMNS)}")
+    extra = JOB_COLUMNS[name]
+    names = {c.name for c in extra}
+    return tuple(c for c in BASE_COLUMNS if c.name not in names) + extra

@@ -1,0 +1,95 @@
+"""Starting or joining Ray, and fitting stage resources to the cluster that is really there.
+
+Ray waits forever for resources that do not exist (a `num_gpus` stage on a CPU-only cluster
+hangs silently), so every stage's request is checked against the cluster before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import site
+import sys
+from pathlib import Path
+
+import ray
+
+from pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+class ResourceError(RuntimeError):
+    """A stage asks for resources the cluster cannot provide."""
+
+
+def _package_root() -> str | None:
+    """The source folder holding `pipeline/` when the project is not installed (workers need it)."""
+    root = Path(__file__).resolve().parents[1]
+    installed = any(str(root).startswith(p) for p in site.getsitepackages() + [site.getusersitepackages()])
+    return None if installed else str(root)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join `address` (or RAY_ADDRESS) or start a local Ray on loopback. Returns True if we started it."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {}
+    if (root := _package_root()) is not None:
+        paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env or None, logging_level=logging.WARNING)
+        return True
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # A local cluster needs a few logical CPUs for Ray Data's operators to make progress together.
+    cpus = num_cpus or max(4, os.cpu_count() or 1)
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env=runtime_env or None,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+    return True
+
+
+def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:
+    """Check GPU requests against the cluster; fall back to CPU (device=auto) or fail (device=cuda).
+
+    Returns human-readable notes about what was changed, for the run plan.
+    """
+    total = ray.cluster_resources()
+    gpus = float(total.get("GPU", 0.0))
+    cpus = float(total.get("CPU", 0.0))
+    notes: list[str] = []
+    for stage in stages:
+        res = stage.resources
+        if device == "cpu" and res.num_gpus > 0:
+            notes.append(f"stage '{stage.name}': --device cpu, running on CPU instead of {res.num_gpus:g} GPU(s) per actor")
+            res.num_gpus = 0.0
+        elif res.num_gpus > 0 and gpus == 0:
+            if device == "cuda":
+                raise ResourceError(
+                    f"stage '{stage.name}' needs {res.num_gpus:g} GPU(s) per actor but the Ray cluster has no GPU; "
+                    "start GPU workers, or use --device cpu / --device auto to run it on CPU"
+                )
+            notes.append(f"stage '{stage.name}': the cluster has no GPU, running on CPU (slower)")
+            res.num_gpus = 0.0
+        elif res.num_gpus > 0 and res.num_gpus * 1 > gpus:
+            raise ResourceError(
+                f"stage '{stage.name}' asks for {res.num_gpus:g} GPU(s) per actor; the cluster has {gpus:g}"
+            )
+        elif res.num_gpus > 0 and res.num_gpus * res.actors > gpus:
+            fitted = max(1, int(gpus // res.num_gpus))
+            notes.append(f"stage '{stage.name}': {res.actors} actors x {res.num_gpus:g} GPU do not fit in {gpus:g} GPU(s); using {fitted}")
+            res.actors = fitted
+        if res.num_cpus > cpus:
+            raise ResourceError(f"stage '{stage.name}' asks for {res.num_cpus:g} CPUs per task; the cluster has {cpus:g}")
+    return notes
+
+
+def python_executable() -> str:
+    return sys.executable

@@ -1,0 +1,182 @@
+"""Running a job over a manifest: validate, plan, resume, stream through Ray Data, summarize.
+
+Exactly-once comes from `pipeline.output`: committed parts are skipped, uncommitted leftovers
+are deleted, writers of a previous run are fenced out. Ray Data's own `CheckpointConfig` was
+not used: it needs >= 4 logical CPUs locally and works with Ray's writers, and
+`write_webdataset` cannot bound rows per shard nor commit tars atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from pipeline.audio import is_uri
+from pipeline.item import Item, items_to_batch
+from pipeline.job import Job, RunOptions
+from pipeline.manifest import ManifestError, manifest_fingerprint, read_manifest, resolve_path, validate_table
+from pipeline.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
+from pipeline.sink import SinkConfig
+from pipeline.summary import format_summary, summarize, versions
+
+log = logging.getLogger(__name__)
+
+
+def _job_record(job: Job, manifest_path: str, table: pa.Table) -> dict[str, Any]:
+    return {
+        "job": job.name,
+        "schema_version": SCHEMA_VERSION,
+        "options": job.output_options,
+        "manifest": {"path": str(manifest_path), "rows": table.num_rows, "sha256": manifest_fingerprint(table)},
+        "versions": versions(),
+    }
+
+
+def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
+    previous = out.read_json("job.json")
+    if previous is None:
+        out.write_json("job.json", record)
+        return
+    for field_name in ("job", "options"):
+        if previous.get(field_name) != record[field_name]:
+            raise OutputConflictError(
+                f"{out.root} holds output of {field_name} {previous.get(field_name)!r}, not {record[field_name]!r}; "
+                "re-run with the original settings to resume, or write to a new output directory"
+            )
+    if previous["manifest"]["sha256"] != record["manifest"]["sha256"]:
+        raise OutputConflictError(
+            f"{out.root} was produced from a different manifest ({previous['manifest']['path']}, "
+            f"{previous['manifest']['rows']} rows); use a new output directory for a changed manifest"
+        )
+
+
+def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: Path | None, row_problems: dict[int, str]) -> list[Item]:
+    names = table.column_names
+    path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
+    items = []
+    columns = {name: table.column(name).to_pylist() for name in names}
+    for row in todo:
+        fields = {name: columns[name][row] for name in names}
+        for name in path_columns:
+            if fields[name] and base_dir is not None:
+                fields[name] = resolve_path(fields[name], base_dir)
+        item = Item(id=fields["id"], row=row, fields=fields)
+        if row in row_problems:
+            item.fail("validate", row_problems[row], error="InvalidRow")
+        items.append(item)
+    return items
+
+
+def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
+    """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
+    import ray
+
+    from pipeline.ray_env import fit_stage_resources, init_ray
+    from pipeline.ray_stages import apply_sink, apply_stage
+
+    started = time.time()
+    manifest_path = str(manifest_path)
+    table = read_manifest(manifest_path)
+    base_dir = None if is_uri(manifest_path) else Path(manifest_path).resolve().parent
+    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict)
+    if not report.ok or (options.strict and report.row_problems):
+        raise ManifestError(manifest_path, report)
+    row_problems: dict[int, str] = {}
+    for problem in report.row_problems:
+        if problem.row is not None:
+            row_problems.setdefault(problem.row, f"column '{problem.column}': {problem.message}")
+
+    out = OutputDir(str(out_root))
+    out.ensure_layout()
+    with out.locked():
+        record = _job_record(job, manifest_path, table)
+        _check_resume(out, record)
+        removed = out.cleanup_uncommitted()
+        done = out.done_ids()
+        ids = table.column("id").to_pylist()
+        todo = [row for row, sample_id in enumerate(ids) if sample_id not in done]
+        print(
+            f"[{job.name}] {table.num_rows} rows in manifest, {len(done)} already done, {len(todo)} to do"
+            + (f"; removed {len(removed)} unfinished file(s) of a previous run" if removed else ""),
+            file=sys.stderr,
+        )
+        run_id = out.start_run()
+        audio_seconds = 0.0
+        if todo:
+            started_ray = init_ray(options.address, options.num_cpus)
+            try:
+                audio_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink)
+            finally:
+                if started_ray:
+                    ray.shutdown()
+        wall = time.time() - started
+        out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
+        summary = summarize(out, record)
+        summary.update(
+            {
+                "command": options.command or sys.argv,
+                "wall_seconds": wall,
+                "audio_seconds_this_run": audio_seconds,
+                "rows_this_run": len(todo),
+                "throughput_audio_s_per_s": audio_seconds / wall if wall > 0 else 0.0,
+            }
+        )
+        summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
+        out.write_json("summary.json", summary)
+    print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink) -> float:
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+    stages = job.build_stages()
+    for note in fit_stage_resources(stages, options.device):
+        print(f"[{job.name}] {note}", file=sys.stderr)
+    _print_plan(job, stages, len(todo), options)
+
+    items = _initial_items(table, todo, job, base_dir, row_problems)
+    block_rows = max(1, options.block_rows)
+    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
+    ds = ray.data.from_arrow(blocks)
+    for stage in stages:
+        ds = apply_stage(ds, stage)
+    from hierspeech import __version__
+
+    sink = SinkConfig(
+        out=out.root if "://" in out.root else out.base,
+        run_id=run_id,
+        job=job.name,
+        index_schema=index_schema(job.index_fields),
+        max_shard_bytes=options.max_shard_bytes,
+        package_version=__version__,
+    )
+    ds = apply_sink(ds, sink, options.rows_per_shard)
+    seconds = 0.0
+    with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
+        for part in ds.iter_rows():
+            bar.update(part["rows"])
+            seconds += part["seconds_in"]
+            bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
+    return seconds
+
+
+def _print_plan(job: Job, stages, rows: int, options: RunOptions) -> None:
+    lines = [f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows"]
+    for stage in stages:
+        res = stage.resources
+        kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
+        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g} batch={stage.batch_size}")
+    lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+    print("\n".join(lines), file=sys.stderr)

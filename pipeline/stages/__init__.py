@@ -1,0 +1,1 @@
+"""Reusable pipeline stages (decode, encode, ...); model stages live beside their jobs."""

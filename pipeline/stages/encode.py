@@ -1,0 +1,28 @@
+"""Encode stage: `data['audio']` -> a FLAC member of the output sample."""
+
+from __future__ import annotations
+
+from pipeline.audio import encode_flac
+from pipeline.item import Item
+from pipeline.stage import Resources, Stage
+
+
+class EncodeFlacStage(Stage):
+    """Writes `data[source]` at `data['sample_rate']` as the `flac` member (16 or 24 bit)."""
+
+    name = "encode_flac"
+    batch_size = 8
+
+    def __init__(self, *, bits: int = 16, source: str = "audio", member: str = "flac", resources: Resources | None = None):
+        super().__init__(resources)
+        self.bits = bits
+        self.source = source
+        self.member = member
+
+    def process_item(self, item: Item) -> None:
+        samples = item.data[self.source]
+        rate = int(item.data.get(f"{self.source}_sample_rate", item.data["sample_rate"]))
+        item.members[self.member] = encode_flac(samples, rate, self.bits)
+        duration = len(samples) / rate
+        item.meta.update({"sample_rate": rate, "duration": duration, "num_samples": len(samples), "bits": self.bits})
+        item.index.update({"duration": duration, "sample_rate": rate})
