@@ -174,7 +174,7 @@ def _check_files(paths: list[tuple[int, str]], column: str, ids: Sequence[str | 
     local = [(row, p) for row, p in paths if not is_uri(p)]
     with ThreadPoolExecutor(max_workers=16) as pool:
         exists = list(pool.map(lambda item: os.path.isfile(item[1]), local))
-    for (row, path), found in zip(local, exists):
+    for (row, path), found in zip(local, exists, strict=True):
         if not found:
             report.problems.append(Problem("row", f"file not found: {path}", row, column, ids[row]))
 

@@ -88,7 +88,7 @@ def build_manifest(root: str | Path, *, relative_to: str | Path | None = None, w
         transcripts = list(pool.map(read_transcript, files))
     base = Path(relative_to).resolve() if relative_to is not None else None
     rows = {name: [] for name in MANIFEST_SCHEMA.names}
-    for path, (duration, rate, channels), text in zip(files, headers, transcripts):
+    for path, (duration, rate, channels), text in zip(files, headers, transcripts, strict=True):
         relative = path.relative_to(root)
         rows["id"].append(relative.with_suffix("").as_posix())
         rows["audio"].append(os.path.relpath(path, base) if base is not None else str(path))
@@ -106,6 +106,6 @@ def _disambiguate(ids: list[str], files: list[Path]) -> None:
     seen: dict[str, int] = {}
     for sample_id in ids:
         seen[sample_id] = seen.get(sample_id, 0) + 1
-    for position, (sample_id, path) in enumerate(zip(ids, files)):
+    for position, (sample_id, path) in enumerate(zip(ids, files, strict=True)):
         if seen[sample_id] > 1:
             ids[position] = f"{sample_id}{path.suffix.lower()}"

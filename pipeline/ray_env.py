@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import site
-import sys
 from pathlib import Path
 
 import ray
@@ -26,7 +25,7 @@ class ResourceError(RuntimeError):
 def _package_root() -> str | None:
     """The source folder holding `pipeline/` when the project is not installed (workers need it)."""
     root = Path(__file__).resolve().parents[1]
-    installed = any(str(root).startswith(p) for p in site.getsitepackages() + [site.getusersitepackages()])
+    installed = any(str(root).startswith(p) for p in [*site.getsitepackages(), site.getusersitepackages()])
     return None if installed else str(root)
 
 
@@ -91,5 +90,3 @@ def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:
     return notes
 
 
-def python_executable() -> str:
-    return sys.executable

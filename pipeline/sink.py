@@ -132,7 +132,7 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
 
     index_rows: list[dict[str, Any]] = []
     total_bytes = 0
-    for shard, group in zip(shard_names, groups):
+    for shard, group in zip(shard_names, groups, strict=True):
         total_bytes += _write_tar(out, shard, group)
         for key, item, _members in group:
             row = {"id": item.id, "key": key, "shard": f"{SHARDS}/{shard}", "row": item.row}

@@ -53,7 +53,7 @@ def summarize(out: OutputDir, job: dict[str, Any] | None = None) -> dict[str, An
     seconds_out = _sum(index, "duration")
     seconds_in = _sum(index, "source_duration")
     history = out.run_history()
-    by_type = Counter(f"{s}: {e}" for s, e in zip(errors.column("stage").to_pylist(), errors.column("error").to_pylist()))
+    by_type = Counter(f"{s}: {e}" for s, e in zip(errors.column("stage").to_pylist(), errors.column("error").to_pylist(), strict=True))
     return {
         "job": job.get("job"),
         "schema_version": SCHEMA_VERSION,
