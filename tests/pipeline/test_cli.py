@@ -2,9 +2,9 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from click.testing import CliRunner
@@ -61,8 +61,8 @@ def test_prepare_and_inspect_via_cli_runner(tmp_path, ray_local):
 
 
 def test_hsp_console_script_subprocess(tmp_path):
-    exe = shutil.which("hsp")
-    command = [exe] if exe else [sys.executable, "-m", "pipeline.cli"]
+    exe = Path(sys.executable).parent / "hsp"  # the console script installed beside this Python
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     done = subprocess.run([*command, "demo", "-o", str(tmp_path / "demo")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

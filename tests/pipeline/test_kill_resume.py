@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,7 +78,7 @@ def _assert_exactly_once(manifest: Path, out: Path) -> None:
 
 def _kill_when(manifest: Path, out: Path, condition, victim: str = "driver", timeout: float = 240.0) -> bool:
     """Start the job, SIGKILL the driver (or one Ray worker) once `condition(out)` holds. Returns True if killed."""
-    log = open(out.parent / f"{out.name}.killed.log", "wb")  # a pipe could fill up and stall the driver
+    log = open(out.parent / f"{out.name}.killed.log", "wb")  # noqa: SIM115 -- closed in finally; a pipe could fill and stall the driver
     proc = subprocess.Popen(_command(manifest, out), env=_env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     tree: list[psutil.Process] = []
@@ -119,10 +120,8 @@ def _reap_later(processes: list[psutil.Process]) -> None:
 def _reap_orphans():
     yield
     for process in _ORPHANS:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
-        except psutil.Error:
-            pass
 
 
 def _is_busy_worker(process: psutil.Process) -> bool:
