@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 DEFAULT_MODEL = "facebook/mms-300m"
@@ -32,6 +33,8 @@ REFLECT_PAD = 40
 HOP = 320
 DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120
 """Padded samples per batch (2 minutes of audio): bounds activation memory."""
+DEFAULT_MAX_PADDING = 0.25
+"""Largest fraction of a batch's longest item that a shorter item may be padded with."""
 
 
 def padded_length(n_samples: int) -> int:
@@ -56,11 +59,18 @@ def prepare_audio(wav_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
     return F.pad(wav[None, None], (REFLECT_PAD, REFLECT_PAD), mode="reflect")[0, 0]
 
 
-def length_buckets(lengths: Sequence[int], max_batch_size: int, max_batch_samples: int) -> list[list[int]]:
+def length_buckets(
+    lengths: Sequence[int],
+    max_batch_size: int,
+    max_batch_samples: int,
+    max_padding: float = DEFAULT_MAX_PADDING,
+) -> list[list[int]]:
     """Indices grouped longest first into batches of similar length.
 
-    A batch holds at most `max_batch_size` items and at most `max_batch_samples` padded samples
-    (longest x count); an item longer than the budget gets a batch of its own.
+    A batch holds at most `max_batch_size` items, at most `max_batch_samples` padded samples
+    (longest x count), and no item shorter than ``(1 - max_padding)`` x its longest one, so
+    padding wastes at most that fraction of any item's compute. An item longer than the sample
+    budget gets a batch of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
@@ -68,11 +78,24 @@ def length_buckets(lengths: Sequence[int], max_batch_size: int, max_batch_sample
         if batches:
             batch = batches[-1]
             longest = lengths[batch[0]]
-            if len(batch) < max_batch_size and longest * (len(batch) + 1) <= max_batch_samples:
+            if (
+                len(batch) < max_batch_size
+                and longest * (len(batch) + 1) <= max_batch_samples
+                and lengths[i] >= (1.0 - max_padding) * longest
+            ):
                 batch.append(i)
                 continue
         batches.append([i])
     return batches
+
+
+def _freeze_weight_norm(conv: nn.Module) -> None:
+    """Store the weight-normed positional conv weight once instead of recomputing it every call
+    (same values: inference never changes weight_g / weight_v)."""
+    if parametrize.is_parametrized(conv, "weight"):
+        parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+    elif hasattr(conv, "weight_g"):
+        torch.nn.utils.remove_weight_norm(conv)
 
 
 class Wav2Vec2Features(nn.Module):
@@ -90,6 +113,7 @@ class Wav2Vec2Features(nn.Module):
             # hidden_states[layer] is taken before the final norm, which only the last state gets.
             model.encoder.layer_norm = nn.Identity()
         model.adapter = None  # hidden_states never pass the adapter
+        _freeze_weight_norm(model.encoder.pos_conv_embed.conv)
         self.model = model.eval()
         self.layer = layer
         self.requires_grad_(False)
@@ -145,6 +169,7 @@ class Wav2Vec2Features(nn.Module):
         *,
         max_batch_size: int = 8,
         max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
+        max_padding: float = DEFAULT_MAX_PADDING,
         dtype: torch.dtype = torch.float16,
     ) -> list[torch.Tensor]:
         """Features of each 16 kHz mono waveform, batched by length.
@@ -161,7 +186,7 @@ class Wav2Vec2Features(nn.Module):
         prepared = [prepare_audio(w) for w in wavs]
         lengths = [p.shape[0] for p in prepared]
         results: list[torch.Tensor | None] = [None] * len(prepared)
-        for batch in length_buckets(lengths, max_batch_size, max_batch_samples):
+        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, max_padding):
             longest = lengths[batch[0]]
             values = torch.zeros(len(batch), longest)
             mask = torch.zeros(len(batch), longest, dtype=torch.long)
@@ -182,7 +207,14 @@ def extract_w2v(
     *,
     max_batch_size: int = 8,
     max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
+    max_padding: float = DEFAULT_MAX_PADDING,
     dtype: torch.dtype = torch.float16,
 ) -> list[torch.Tensor]:
     """Functional form of :meth:`Wav2Vec2Features.extract`: one (C, frames) tensor per waveform."""
-    return model.extract(wavs, max_batch_size=max_batch_size, max_batch_samples=max_batch_samples, dtype=dtype)
+    return model.extract(
+        wavs,
+        max_batch_size=max_batch_size,
+        max_batch_samples=max_batch_samples,
+        max_padding=max_padding,
+        dtype=dtype,
+    )

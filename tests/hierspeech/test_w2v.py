@@ -108,7 +108,7 @@ def test_batched_equals_single(saved_model: tuple[Path, Wav2Vec2ForPreTraining])
     lengths = [16000, 47999, 30000, 12345, 48000, 5000, 31000]
     wavs = _waves(lengths, seed=3)
     singles = [extract_w2v(features, [w], dtype=torch.float32)[0] for w in wavs]
-    batched = extract_w2v(features, wavs, max_batch_size=4, dtype=torch.float32)
+    batched = extract_w2v(features, wavs, max_batch_size=4, max_padding=1.0, dtype=torch.float32)
     worst = 0.0
     for n, one, many in zip(lengths, singles, batched, strict=True):
         assert one.shape == many.shape == (32, num_frames(n))
@@ -128,6 +128,7 @@ def test_storage_dtype(saved_model: tuple[Path, Wav2Vec2ForPreTraining]) -> None
 
 def test_length_buckets() -> None:
     lengths = [100, 500, 300, 400, 200]
-    assert length_buckets(lengths, 2, 10_000) == [[1, 3], [2, 4], [0]]
-    assert length_buckets(lengths, 8, 1000) == [[1, 3], [2, 4, 0]]
-    assert length_buckets([5000, 10], 8, 1000) == [[0], [1]]
+    assert length_buckets(lengths, 2, 10_000, 1.0) == [[1, 3], [2, 4], [0]]
+    assert length_buckets(lengths, 8, 1000, 1.0) == [[1, 3], [2, 4, 0]]
+    assert length_buckets([5000, 10], 8, 1000, 1.0) == [[0], [1]]
+    assert length_buckets(lengths, 8, 10_000, 0.25) == [[1, 3], [2], [4], [0]]
