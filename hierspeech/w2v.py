@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 DEFAULT_MODEL = "facebook/mms-300m"
@@ -89,13 +88,27 @@ def length_buckets(
     return batches
 
 
-def _freeze_weight_norm(conv: nn.Module) -> None:
-    """Store the weight-normed positional conv weight once instead of recomputing it every call
-    (same values: inference never changes weight_g / weight_v)."""
-    if parametrize.is_parametrized(conv, "weight"):
-        parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
-    elif hasattr(conv, "weight_g"):
-        torch.nn.utils.remove_weight_norm(conv)
+def _frozen_conv(conv: nn.Conv1d) -> nn.Conv1d:
+    """A plain Conv1d holding the current (weight-normed) weight of `conv`: computed once instead
+    of at every call, same values. A new module, so a model sharing `conv`'s class is untouched."""
+    plain = nn.Conv1d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    return plain
 
 
 class Wav2Vec2Features(nn.Module):
@@ -113,7 +126,7 @@ class Wav2Vec2Features(nn.Module):
             # hidden_states[layer] is taken before the final norm, which only the last state gets.
             model.encoder.layer_norm = nn.Identity()
         model.adapter = None  # hidden_states never pass the adapter
-        _freeze_weight_norm(model.encoder.pos_conv_embed.conv)
+        model.encoder.pos_conv_embed.conv = _frozen_conv(model.encoder.pos_conv_embed.conv)
         self.model = model.eval()
         self.layer = layer
         self.requires_grad_(False)
