@@ -48,7 +48,7 @@ def num_frames(n_samples: int) -> int:
 
 def prepare_audio(wav_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(T,) audio -> (padded_length(T) + 80,) float32 model input."""
-    wav = torch.as_tensor(np.asarray(wav_16k) if not isinstance(wav_16k, torch.Tensor) else wav_16k)
+    wav = torch.as_tensor(wav_16k)
     if wav.dim() == 2 and wav.shape[0] == 1:
         wav = wav[0]
     if wav.dim() != 1 or wav.shape[0] == 0:
@@ -198,7 +198,7 @@ class Wav2Vec2Features(nn.Module):
         device = next(self.parameters()).device
         prepared = [prepare_audio(w) for w in wavs]
         lengths = [p.shape[0] for p in prepared]
-        results: list[torch.Tensor | None] = [None] * len(prepared)
+        results: dict[int, torch.Tensor] = {}
         for batch in length_buckets(lengths, max_batch_size, max_batch_samples, max_padding):
             longest = lengths[batch[0]]
             values = torch.zeros(len(batch), longest)
@@ -211,7 +211,7 @@ class Wav2Vec2Features(nn.Module):
             for row, i in enumerate(batch):
                 frames = (lengths[i] - 2 * REFLECT_PAD) // HOP
                 results[i] = hidden[row, :frames].transpose(0, 1).to(device="cpu", dtype=dtype)
-        return [r for r in results if r is not None]
+        return [results[i] for i in range(len(prepared))]
 
 
 def extract_w2v(
