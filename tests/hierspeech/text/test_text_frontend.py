@@ -138,3 +138,12 @@ def test_backend_is_cached(espeak: dict) -> None:
 def test_frontend_versions(espeak: dict) -> None:
     assert espeak["phonemizer"] and espeak["espeak-ng"]
     assert espeak["espeak-ng"].count(".") >= 1
+
+
+def test_pkg_resources_stand_in_serves_phonemizer(espeak: dict) -> None:
+    """phonemizer 3.2.1's own version report goes through pkg_resources (real or our stand-in)."""
+    import pkg_resources
+    from phonemizer.version import version
+
+    assert f"phonemizer-{espeak['phonemizer']}" in version()
+    assert pkg_resources.get_distribution("phonemizer").version == espeak["phonemizer"]
