@@ -66,13 +66,11 @@ def normalize_text(text: str) -> str:
 
 
 def _import_espeak_backend() -> Any:
-    from hierspeech.text._compat import ensure_pkg_resources
-
-    ensure_pkg_resources()
     try:
         from phonemizer.backend import EspeakBackend
     except Exception as e:  # ImportError, or espeak-ng library missing at import time
-        raise PhonemizerUnavailableError(f"cannot import phonemizer's espeak backend: {e}") from e
+        hint = " (phonemizer 3.2.1 needs pkg_resources: pip install 'setuptools<81')" if "pkg_resources" in str(e) else ""
+        raise PhonemizerUnavailableError(f"cannot import phonemizer's espeak backend: {e}{hint}") from e
     return EspeakBackend
 
 
