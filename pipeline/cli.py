@@ -15,8 +15,17 @@ from pipeline.jobs_registry import JOB_COLUMNS
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 
+def _parse_stage_resources(ctx, param, value):
+    from pipeline.stage_resources import StageResourcesError, parse_stage_resources
+
+    try:
+        return parse_stage_resources(value or ())
+    except StageResourcesError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 def run_options(function):
-    """Options shared by every job command (where to run, shard sizes, strictness)."""
+    """Options shared by every job command (where to run, shard sizes, strictness, per-stage resources)."""
     decorators = [
         click.option("--address", envvar="RAY_ADDRESS", default=None, help="Ray cluster address (default: start a local Ray)."),
         click.option("--num-cpus", type=int, default=None, help="Logical CPUs of the local Ray (default: max(4, cores))."),
@@ -25,10 +34,29 @@ def run_options(function):
         click.option("--strict/--lenient", default=False, show_default=True, help="Refuse manifests with missing files or null paths instead of recording those rows as errors."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU; cuda: fail instead."),
         click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option(
+            "--stage-resources",
+            multiple=True,
+            metavar="STAGE=KEY:VALUE,...",
+            callback=_parse_stage_resources,
+            help="Override a stage's resources, e.g. decode=num_cpus:2 or upsample=num_gpus:0.5,actors:4,memory:4G "
+            "(keys: num_cpus, num_gpus, actors, memory). Repeatable; the plan printed at start shows the result.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _check_manifest(ctx, param, value: str) -> str:
+    if "://" not in value and not Path(value).exists():
+        raise click.BadParameter(f"{value!r} does not exist", ctx=ctx, param=param)
+    return value
+
+
+def manifest_argument(function):
+    """The MANIFEST argument of job commands: a local path that exists, or a URI (s3://, gs://, ...)."""
+    return click.argument("manifest_path", metavar="MANIFEST", callback=_check_manifest)(function)
 
 
 def make_run_options(**kwargs) -> RunOptions:
@@ -40,8 +68,17 @@ def make_run_options(**kwargs) -> RunOptions:
         strict=kwargs["strict"],
         device=kwargs["device"],
         progress=kwargs["progress"],
-        command=["hsp", *sys.argv[1:]],
+        command=_command_line(),
+        stage_resources=kwargs.get("stage_resources") or {},
     )
+
+
+def _command_line() -> list[str]:
+    """What to record as the command: the job YAML entry point passes its own in the context's obj."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.find_root().obj, dict) and "command" in ctx.find_root().obj:
+        return list(ctx.find_root().obj["command"])
+    return ["hsp", *sys.argv[1:]]
 
 
 @click.group()
@@ -96,19 +133,33 @@ def manifest_validate(path: Path, job_name: str | None, check_files: bool, limit
 
 
 @main.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@manifest_argument
 @click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
 @click.option("--sr", "sample_rate", type=click.IntRange(min=1000), default=16000, show_default=True, help="Output sample rate.")
 @click.option("--channels", "channel_policy", type=click.Choice(["first", "mean"]), default="first", show_default=True, help="Multi-channel input: keep the first channel (as upstream) or average.")
 @click.option("--max-seconds", type=float, default=3600.0, show_default=True, help="Reject files longer than this.")
 @click.option("--bits", type=click.Choice(["16", "24"]), default="16", show_default=True)
 @run_options
-def prepare(manifest_path: Path, output: str, sample_rate: int, channel_policy: str, max_seconds: float, bits: str, **kwargs) -> None:
+def prepare(manifest_path: str, output: str, sample_rate: int, channel_policy: str, max_seconds: float, bits: str, **kwargs) -> None:
     """Decode, downmix and resample every row to mono FLAC shards (default 16 kHz)."""
     from pipeline.prepare import prepare_job
 
     job = prepare_job(sample_rate, channel_policy=channel_policy, max_seconds=max_seconds, bits=int(bits))
     _run(job, manifest_path, output, make_run_options(**kwargs))
+
+
+@main.command(hidden=True)
+@manifest_argument
+@click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
+@click.option("--gpus", type=float, default=1.0, show_default=True, help="GPUs per probe actor.")
+@click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to sleep per item (fault tests).")
+@run_options
+def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: float, **kwargs) -> None:
+    """Cluster check: prepare + a GPU stage that records where it ran (node ip, GPU ids) in each sample's json."""
+    from pipeline.testing import probe_job
+
+    _run(probe_job(num_gpus=gpus, actors=actors, delay=delay), manifest_path, output, make_run_options(**kwargs))
 
 
 @main.command()
@@ -143,10 +194,11 @@ def _run(job, manifest_path, output, options: RunOptions) -> None:
     from pipeline.output import OutputConflictError
     from pipeline.ray_env import ResourceError
     from pipeline.runner import run_job
+    from pipeline.stage_resources import StageResourcesError
 
     try:
         summary = run_job(job, manifest_path, output, options)
-    except (ManifestError, OutputConflictError, ResourceError) as exc:
+    except (ManifestError, OutputConflictError, ResourceError, StageResourcesError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not summary["complete"]:
         raise SystemExit(3)

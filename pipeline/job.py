@@ -45,3 +45,5 @@ class RunOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
     command: list[str] | None = None
+    # per-stage overrides {stage name: {num_cpus|num_gpus|actors|memory: value}}, see pipeline.stage_resources
+    stage_resources: dict[str, dict[str, float | int]] = field(default_factory=dict)

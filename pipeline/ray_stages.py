@@ -85,6 +85,8 @@ def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
             num_gpus=res.num_gpus or None,
             **common,
         )
+    if res.num_gpus:
+        common["num_gpus"] = res.num_gpus
     return ds.map_batches(_named(_StageTask, stage.name)(stage), **common)
 
 

@@ -135,16 +135,21 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
 
 
 def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink) -> float:
+    import ray
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
 
+    from pipeline.stage_resources import apply_stage_resources
+
     stages = job.build_stages()
-    for note in fit_stage_resources(stages, options.device):
+    notes = apply_stage_resources(stages, options.stage_resources)
+    notes += fit_stage_resources(stages, options.device)
+    for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    _print_plan(job, stages, len(todo), options)
+    _print_plan(job, stages, len(todo), options, ray.cluster_resources())
 
     items = _initial_items(table, todo, job, base_dir, row_problems)
     block_rows = max(1, options.block_rows)
@@ -172,11 +177,17 @@ def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit
     return seconds
 
 
-def _print_plan(job: Job, stages, rows: int, options: RunOptions) -> None:
-    lines = [f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows"]
+def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:
+    """The final (overridden, fitted) resources of every stage and what the cluster has."""
+    nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
+    lines = [
+        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows",
+        f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
+    ]
     for stage in stages:
         res = stage.resources
         kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
-        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g} batch={stage.batch_size}")
+        memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
+        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
     lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
     print("\n".join(lines), file=sys.stderr)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 from pipeline.item import Item
+from pipeline.job import Job
+from pipeline.prepare import prepare_job
 from pipeline.stage import Resources, Stage
 
 
@@ -32,3 +35,35 @@ class PlacementProbeStage(Stage):
 
     def process_item(self, item: Item) -> None:
         item.meta["placement"] = self.placement
+
+
+class SlowProbeStage(PlacementProbeStage):
+    """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job."""
+
+    def __init__(self, resources: Resources | None = None, delay: float = 0.0):
+        super().__init__(resources)
+        self.delay = delay
+
+    def process_item(self, item: Item) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        super().process_item(item)
+
+
+def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job:
+    """`prepare` (decode + FLAC) plus a GPU stage that records its placement in each sample's json.
+
+    A small real job for checking a cluster: GPU samples must show a GPU node's ip and GPU ids.
+    """
+    base = prepare_job(16000)
+
+    def build() -> list[Stage]:
+        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay)
+        return [*base.build_stages(), probe]
+
+    return Job(
+        name="probe",
+        build_stages=build,
+        index_fields=base.index_fields,
+        output_options={**base.output_options, "num_gpus": num_gpus},
+    )
