@@ -6,6 +6,7 @@ hangs silently), so every stage's request is checked against the cluster before 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import site
@@ -29,13 +30,29 @@ def _package_root() -> str | None:
     return None if installed else str(root)
 
 
+def _submitted_job_ships_code() -> bool:
+    """True inside `ray job submit` whose runtime env already brings the code (working_dir, py_modules, PYTHONPATH).
+
+    Ray merges the job's runtime env with the driver's and refuses conflicting keys, so the
+    driver then adds nothing of its own.
+    """
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return False
+    try:
+        runtime_env = json.loads(raw).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        return False
+    return bool(runtime_env.get("working_dir") or runtime_env.get("py_modules") or "PYTHONPATH" in (runtime_env.get("env_vars") or {}))
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join `address` (or RAY_ADDRESS) or start a local Ray on loopback. Returns True if we started it."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {}
-    if (root := _package_root()) is not None:
+    if (root := _package_root()) is not None and not _submitted_job_ships_code():
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
     if address:

@@ -121,11 +121,11 @@ class TwoNodeCluster:
         assert self.run(self.head_ns, sys.executable, "-c", script, timeout=timeout + 60).returncode == 0, f"{count} nodes never joined"
 
     def submit(self, submission_id: str, spec: Path) -> None:
-        # the nodes share this machine's filesystem (like a cluster with shared storage) and were started
-        # with PYTHONPATH=REPO_ROOT; on a real cluster the package is installed (cluster.yaml) or --working-dir
+        # as docs/cluster.md says: the code travels as the job's working_dir (the nodes were started without
+        # PYTHONPATH); inputs and outputs are on this machine's filesystem, shared by both nodes
         done = self.run(
             self.head_ns, RAY, "job", "submit", "--address", self.dashboard, "--submission-id", submission_id, "--no-wait",
-            "--", sys.executable, "-m", "jobs.probe", str(spec),
+            "--working-dir", str(REPO_ROOT), "--", "python", "-m", "jobs.probe", str(spec),
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
@@ -156,8 +156,8 @@ def two_nodes():
         head_ns=f"hsp{tag}a", worker_ns=f"hsp{tag}b", head_ip=f"10.231.{subnet}.1", worker_ip=f"10.231.{subnet}.2",
         tmp=Path(f"/tmp/hsp-{tag}"),  # short: Ray's unix socket paths must stay under 108 bytes
         env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-            "PYTHONPATH": str(REPO_ROOT), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]), "HOME": os.environ.get("HOME", "/root"),
+            "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
             # not RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set for local tests): a head started with it refuses workers
         },
     )  # fmt: skip
@@ -278,8 +278,10 @@ def test_job_submit_gpu_placement_and_worker_loss(two_nodes: TwoNodeCluster, tmp
     cluster.start_worker()
     status = cluster.wait("probe-fault", timeout=JOB_TIMEOUT)
     outcome = {"first_status": status, "parts_before_kill": len(committed_before), "processes_killed": killed}
+    logs = cluster.logs("probe-fault")
+    words = ("died", "dead", "restart", "retr", "lost", "unavailable", "error")
+    outcome["log_lines_about_the_loss"] = [line[:300] for line in logs.splitlines() if any(w in line.lower() for w in words)][:10]
     if status != "SUCCEEDED":
-        logs = cluster.logs("probe-fault")
         outcome["first_log_tail"] = logs[-1500:]
         if status == "TIMEOUT":
             cluster.stop("probe-fault")
