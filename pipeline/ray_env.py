@@ -72,15 +72,32 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def autoscaler_max_resources() -> dict[str, float]:
+    """What the autoscaler could grow the cluster to (e.g. {"GPU": 8.0}); {} without an autoscaler."""
+    try:
+        from ray._private.state import state
+
+        return {k: float(v) for k, v in (state.get_max_resources_from_cluster_config() or {}).items()}
+    except Exception:  # private API: absent or changed in another Ray version means "no autoscaler known"
+        log.debug("no autoscaler resource limits available", exc_info=True)
+        return {}
+
+
 def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:
     """Check GPU requests against the cluster; fall back to CPU (device=auto) or fail (device=cuda).
 
+    GPUs the autoscaler can still add (cluster.yaml's GPU node types x max_workers) count as
+    available: a cluster that scales GPU workers from zero keeps its GPU stages on GPU.
     Returns human-readable notes about what was changed, for the run plan.
     """
     total = ray.cluster_resources()
-    gpus = float(total.get("GPU", 0.0))
-    cpus = float(total.get("CPU", 0.0))
+    ceiling = autoscaler_max_resources()
+    gpus_now = float(total.get("GPU", 0.0))
+    gpus = max(gpus_now, ceiling.get("GPU", 0.0))
+    cpus = max(float(total.get("CPU", 0.0)), ceiling.get("CPU", 0.0))
     notes: list[str] = []
+    if gpus > gpus_now and any(stage.resources.num_gpus > 0 for stage in stages):
+        notes.append(f"the cluster has {gpus_now:g} GPU(s) now; the autoscaler can add up to {gpus:g}")
     for stage in stages:
         res = stage.resources
         if device == "cpu" and res.num_gpus > 0:
