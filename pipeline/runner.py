@@ -169,6 +169,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
 def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink) -> float:
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar and summary replace its chatter
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
