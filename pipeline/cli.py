@@ -195,12 +195,12 @@ def _run(job, manifest_path, output, options: RunOptions) -> None:
     from pipeline.manifest import ManifestError
     from pipeline.output import OutputConflictError
     from pipeline.ray_env import ResourceError
-    from pipeline.runner import run_job
+    from pipeline.runner import JobFailedError, run_job
     from pipeline.stage_resources import StageResourcesError
 
     try:
         summary = run_job(job, manifest_path, output, options)
-    except (ManifestError, OutputConflictError, ResourceError, StageResourcesError) as exc:
+    except (ManifestError, OutputConflictError, ResourceError, JobFailedError, StageResourcesError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not summary["complete"]:
         raise SystemExit(3)

@@ -189,6 +189,9 @@ def validate_table(
     """Check schema, types, nulls, duplicate ids and keys, per-row parameters and (optionally) files."""
     columns = list(columns)
     report = ValidationReport(rows=table.num_rows)
+    if table.num_rows == 0:
+        report.problems.append(Problem("error", "the manifest has no rows"))
+        return report
     present = set(table.column_names)
     for column in columns:
         if column.name not in present:

@@ -61,14 +61,22 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # A local cluster needs a few logical CPUs for Ray Data's operators to make progress together.
     cpus = num_cpus or max(4, os.cpu_count() or 1)
-    ray.init(
-        num_cpus=cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        runtime_env=runtime_env or None,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                runtime_env=runtime_env or None,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+            )
+            return True
+        except Exception as exc:  # Ray gives its raylet a fixed 30 s to register; a busy machine can miss it
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            log.warning("local Ray did not start in time (%s); retrying once", exc)
+            ray.shutdown()
     return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -74,12 +75,37 @@ def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: Path | 
     return items
 
 
+class JobFailedError(RuntimeError):
+    """The job stopped on an error that is not a per-row problem (e.g. a model failed to load)."""
+
+
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+_RAY_WRAPPERS = ("RayTaskError", "ActorDiedError", "SystemException", "RaySystemError", "ray.exceptions")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The user's own error line: Ray wraps task/actor errors several levels deep."""
+    chain, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
+    for match in reversed(lines):
+        if not match.group(1).startswith(_RAY_WRAPPERS):
+            return f"{match.group(1)}: {match.group(2).strip()}"
+    innermost = chain[-1]
+    return f"{type(innermost).__name__}: {str(innermost).strip() or repr(exc)}"
+
+
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
     import ray
 
-    from pipeline.ray_env import fit_stage_resources, init_ray
+    from pipeline.ray_env import ResourceError, fit_stage_resources, init_ray
     from pipeline.ray_stages import apply_sink, apply_stage
+    from pipeline.stage_resources import StageResourcesError
 
     started = time.time()
     manifest_path = str(manifest_path)
@@ -113,6 +139,13 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             started_ray = init_ray(options.address, options.num_cpus)
             try:
                 audio_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink)
+            except (KeyboardInterrupt, ResourceError, StageResourcesError):
+                raise
+            except Exception as exc:
+                raise JobFailedError(
+                    f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
+                    f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
+                ) from exc
             finally:
                 if started_ray:
                     ray.shutdown()
@@ -138,6 +171,7 @@ def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit
     import ray
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar and summary replace its chatter
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False

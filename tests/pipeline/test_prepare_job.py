@@ -103,3 +103,29 @@ def test_shards_split_by_bytes(tmp_path, mixed_corpus, ray_local):
     index = pq.read_table(out / "index.parquet").to_pylist()
     assert {r["shard"] for r in index} == {f"shards/{t.name}" for t in tars}
     assert len(_read_shards(out)) == len(ok)
+
+
+def test_a_stage_that_cannot_start_stops_the_job_with_a_clear_message(tmp_path, mixed_corpus, ray_local):
+    from pipeline.job import Job
+    from pipeline.runner import JobFailedError
+    from pipeline.stage import Resources, Stage
+
+    class BrokenModelStage(Stage):
+        name = "broken_model"
+        stateful = True
+
+        def setup(self):
+            raise FileNotFoundError("checkpoint /nowhere/G.pth not found; set HSP_WEIGHTS_DIR")
+
+    manifest = write_manifest(tmp_path / "m.parquet", mixed_corpus)
+    job = Job("broken", lambda: [BrokenModelStage(Resources(num_cpus=0.5))])
+    with pytest.raises(JobFailedError, match=r"checkpoint /nowhere/G\.pth not found") as info:
+        run_job(job, manifest, tmp_path / "out", RunOptions(progress=False))
+    assert "re-run the same command" in str(info.value)
+
+
+def test_empty_manifest_is_rejected(tmp_path, ray_local):
+    manifest = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "audio": pa.array([], pa.string())}), manifest)
+    with pytest.raises(ManifestError, match="no rows"):
+        run_job(prepare_job(), manifest, tmp_path / "out", RunOptions(progress=False))
