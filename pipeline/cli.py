@@ -34,6 +34,7 @@ def run_options(function):
         click.option("--block-rows", type=click.IntRange(min=1), default=32, show_default=True, help="Rows per input block: the unit Ray Data streams between stages (smaller: work spreads and streams sooner)."),
         click.option("--strict/--lenient", default=False, show_default=True, help="Refuse manifests with missing files or null paths instead of recording those rows as errors."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU; cuda: fail instead."),
+        click.option("--wait-for-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS", help="If the cluster has no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait this long before falling back (auto) or failing (cuda)."),
         click.option("--progress/--no-progress", default=True, show_default=True),
         click.option(
             "--stage-resources",
@@ -69,6 +70,7 @@ def make_run_options(**kwargs) -> RunOptions:
         block_rows=kwargs.get("block_rows", 32),
         strict=kwargs["strict"],
         device=kwargs["device"],
+        wait_for_gpus=kwargs.get("wait_for_gpus", 0.0),
         progress=kwargs["progress"],
         command=_command_line(),
         stage_resources=kwargs.get("stage_resources") or {},

@@ -43,6 +43,7 @@ class RunOptions:
     block_rows: int = 32
     strict: bool = False  # refuse row problems (missing files, null paths) up front
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    wait_for_gpus: float = 0.0  # seconds to wait for autoscaled GPU workers when the cluster has none yet
     progress: bool = True
     command: list[str] | None = None
     # per-stage overrides {stage name: {num_cpus|num_gpus|actors|memory: value}}, see pipeline.stage_resources

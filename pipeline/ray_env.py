@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import site
+import sys
+import time
 from pathlib import Path
 
 import ray
@@ -89,6 +92,28 @@ def autoscaler_max_resources() -> dict[str, float]:
     except Exception:  # private API: absent or changed in another Ray version means "no autoscaler known"
         log.debug("no autoscaler resource limits available", exc_info=True)
         return {}
+
+
+def wait_for_gpus(stages: list[Stage], seconds: float, poll: float = 2.0) -> list[str]:
+    """On a cluster with no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait up to `seconds`.
+
+    For clusters whose GPU workers scale from zero (cluster.yaml: min_workers: 0): without this,
+    a job started before any GPU node is up would run its GPU stages on CPU (or fail with
+    --device cuda). Returns notes for the plan.
+    """
+    wanted = max((stage.resources.num_gpus * stage.resources.actors for stage in stages), default=0.0)
+    if seconds <= 0 or wanted <= 0 or float(ray.cluster_resources().get("GPU", 0.0)) > 0:
+        return []
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[{"GPU": 1.0}] * max(1, math.ceil(wanted)))
+    print(f"no GPU in the cluster yet: asked the autoscaler for {math.ceil(wanted)} GPU(s), waiting up to {seconds:g} s", file=sys.stderr)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if (gpus := float(ray.cluster_resources().get("GPU", 0.0))) > 0:
+            return [f"waited {seconds - (deadline - time.time()):.0f} s for GPU workers: {gpus:g} GPU(s) up"]
+        time.sleep(poll)
+    return [f"no GPU worker came up within {seconds:g} s"]
 
 
 def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:

@@ -180,6 +180,10 @@ def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit
 
     stages = job.build_stages()
     notes = apply_stage_resources(stages, options.stage_resources)
+    if options.device != "cpu":
+        from pipeline.ray_env import wait_for_gpus
+
+        notes += wait_for_gpus(stages, options.wait_for_gpus)
     notes += fit_stage_resources(stages, options.device)
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)

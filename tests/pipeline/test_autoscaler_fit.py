@@ -32,3 +32,16 @@ def test_without_autoscaler_no_gpu_means_cpu_or_failure(cluster):
     assert "running on CPU" in fit_stage_resources([stage], device="auto")[0] and stage.resources.num_gpus == 0
     with pytest.raises(ResourceError, match="has no GPU"):
         fit_stage_resources([PlacementProbeStage()], device="cuda")
+
+
+def test_wait_for_gpus_asks_the_autoscaler_and_waits(cluster, monkeypatch):
+    import ray.autoscaler.sdk
+
+    requests = []
+    monkeypatch.setattr(ray.autoscaler.sdk, "request_resources", lambda bundles: requests.append(bundles))
+    calls = iter([{"CPU": 4.0}, {"CPU": 4.0}, {"CPU": 8.0, "GPU": 1.0}])
+    monkeypatch.setattr(ray_env.ray, "cluster_resources", lambda: next(calls))
+    stages = [PlacementProbeStage(Resources(num_gpus=0.5, actors=3))]
+    notes = ray_env.wait_for_gpus(stages, seconds=30, poll=0.01)
+    assert requests == [[{"GPU": 1.0}, {"GPU": 1.0}]] and "1 GPU(s) up" in notes[0]
+    assert ray_env.wait_for_gpus(stages, seconds=0) == []  # off by default

@@ -110,16 +110,6 @@ class TwoNodeCluster:
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
-    def wait_for_nodes(self, count: int, timeout: float = 60) -> None:
-        script = (
-            "import ray, time, sys\n"
-            f"ray.init(address='{self.head_ip}:6379', logging_level='ERROR')\n"
-            f"deadline = time.time() + {timeout}\n"
-            f"while len([n for n in ray.nodes() if n['Alive']]) < {count} and time.time() < deadline: time.sleep(0.5)\n"
-            f"sys.exit(0 if len([n for n in ray.nodes() if n['Alive']]) >= {count} else 1)\n"
-        )
-        assert self.run(self.head_ns, sys.executable, "-c", script, timeout=timeout + 60).returncode == 0, f"{count} nodes never joined"
-
     def submit(self, submission_id: str, spec: Path) -> None:
         # as docs/cluster.md says: the code travels as the job's working_dir (the nodes were started without
         # PYTHONPATH); inputs and outputs are on this machine's filesystem, shared by both nodes
@@ -181,9 +171,7 @@ def two_nodes():
             extra_env={"RAY_TMPDIR": str(cluster.tmp / "a")},
         )  # fmt: skip
         assert head.returncode == 0, head.stdout[-2000:] + head.stderr[-2000:]
-        cluster.start_worker()
-        cluster.wait_for_nodes(2)
-        yield cluster
+        yield cluster  # the test starts the GPU worker, as an autoscaler would, once a job waits for it
     finally:
         for ns in (cluster.worker_ns, cluster.head_ns):
             kill_netns_processes(ns)
@@ -203,6 +191,7 @@ def _corpus(root: Path, rows: int) -> Path:
 
 def _spec(path: Path, manifest: Path, out: Path, delay: float) -> Path:
     spec = {
+        "wait_for_gpus": 120,
         "job": "probe",
         "inputs": {"manifest": str(manifest)},
         "outputs": {"output": str(out), "rows_per_shard": 2},
@@ -244,13 +233,21 @@ def _assert_exactly_once(manifest: Path, out: Path) -> pq.ParquetDataset:
 
 def test_job_submit_gpu_placement_and_worker_loss(two_nodes: TwoNodeCluster, tmp_path: Path):
     cluster = two_nodes
-    # 1) a normal submission: the GPU stage must run on the worker (the only node with a GPU)
+    # 1) submitted while the cluster has no GPU: the job asks the autoscaler for one and waits; the
+    #    worker joins (as an autoscaled GPU node would) and the GPU stage must run there
     manifest = _corpus(tmp_path / "corpus", 6)
     out = tmp_path / "out-ok"
     cluster.submit("probe-ok", _spec(tmp_path / "ok.yaml", manifest, out, delay=0.0))
+    deadline = time.time() + 90
+    while "asked the autoscaler" not in (logs := cluster.logs("probe-ok")) and time.time() < deadline:
+        time.sleep(2)
+    assert "asked the autoscaler for 1 GPU(s)" in logs, logs[-3000:]
+    cluster.start_worker()
     status = cluster.wait("probe-ok")
     logs = cluster.logs("probe-ok")
     assert status == "SUCCEEDED", logs[-4000:]
+    assert "waited" in logs and "for GPU workers: 1 GPU(s) up" in logs, logs[-3000:]
+    print("\n".join(line for line in logs.splitlines() if line.startswith(("[probe]", "  "))))
     assert "cluster: 2 node(s), 4 CPUs, 1 GPUs" in logs, logs[-3000:]
     assert "placement_probe" in logs and "gpus=1" in logs
     _assert_exactly_once(manifest, out)
