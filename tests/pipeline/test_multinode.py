@@ -44,7 +44,7 @@ status = client.get_job_status(sys.argv[2])
 while not status.is_terminal() and time.time() < deadline:
     time.sleep(1)
     status = client.get_job_status(sys.argv[2])
-print("STATUS", status.value if status.is_terminal() else "TIMEOUT", flush=True)
+print("STATUS", status.value, flush=True)
 """
 
 
@@ -124,7 +124,8 @@ class TwoNodeCluster:
         done = self.run(self.head_ns, sys.executable, "-c", WAIT_SCRIPT, self.dashboard, submission_id, str(timeout), timeout=timeout + 60)
         lines = [line for line in done.stdout.splitlines() if line.startswith("STATUS ")]
         assert lines, done.stdout[-2000:] + done.stderr[-2000:]
-        return lines[-1].split()[1]
+        status = lines[-1].split()[1]
+        return status if status in ("SUCCEEDED", "FAILED", "STOPPED") or timeout == 0 else "TIMEOUT"
 
     def logs(self, submission_id: str) -> str:
         return self.run(self.head_ns, RAY, "job", "logs", "--address", self.dashboard, submission_id, timeout=60).stdout
@@ -271,10 +272,14 @@ def test_job_submit_gpu_placement_and_worker_loss(two_nodes: TwoNodeCluster, tmp
     assert len(committed_before) < 8, "the job finished before the kill"
     killed = kill_netns_processes(cluster.worker_ns)
     assert killed > 0
-    time.sleep(3)
+    time.sleep(10)
+    while_gone = cluster.wait("probe-fault", timeout=0)  # no GPU node now: does the job fail or wait?
     cluster.start_worker()
     status = cluster.wait("probe-fault", timeout=JOB_TIMEOUT)
-    outcome = {"first_status": status, "parts_before_kill": len(committed_before), "processes_killed": killed}
+    outcome = {
+        "status_10s_after_kill": while_gone, "first_status": status, "parts_before_kill": len(committed_before),
+        "processes_killed": killed,
+    }  # fmt: skip
     logs = cluster.logs("probe-fault")
     words = ("died", "dead", "restart", "retr", "lost", "unavailable", "error")
     outcome["log_lines_about_the_loss"] = [line[:300] for line in logs.splitlines() if any(w in line.lower() for w in words)][:10]
@@ -289,9 +294,18 @@ def test_job_submit_gpu_placement_and_worker_loss(two_nodes: TwoNodeCluster, tmp
         assert resumed == "SUCCEEDED", resume_logs[-4000:]
         assert "already done" in resume_logs
         outcome["resume"] = resumed
-    print("fault outcome:", json.dumps(outcome, indent=1))
     summary = _assert_exactly_once(manifest, out)
     assert summary["samples_out"] == 16
     for name in committed_before:  # parts committed before the kill were kept, not redone
         assert (out / "index.parquet" / name).exists()
     assert all(meta["placement"]["node_ip"] == cluster.worker_ip for meta in _samples(out).values())
+
+    # 3) resubmitting a finished job is a no-op: every row is already done, no shard is rewritten
+    shards = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")}
+    cluster.submit("probe-fault-again", spec)
+    assert cluster.wait("probe-fault-again") == "SUCCEEDED"
+    again = cluster.logs("probe-fault-again")
+    assert "16 already done, 0 to do" in again, again[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")} == shards
+    _assert_exactly_once(manifest, out)
+    print("fault outcome:", json.dumps(outcome, indent=1))
