@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.amp_block import AMPBlock1, multi_receptive_field
-from hierspeech.modules.conv import weight_norm
+from hierspeech.modules.common import WNConv1d
 from hierspeech.modules.snake import SnakeBeta
 from hierspeech.modules.wavenet import WN
 
@@ -78,7 +78,7 @@ class PosteriorAudioEncoder(nn.Module):
             for k, d in zip([3, 7, 11], [[1, 3, 5]] * 3, strict=True)
         )
         self.downs = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels[i], channels[i + 1], k, rate, padding=(k - 1) // 2))
+            WNConv1d(channels[i], channels[i + 1], k, rate, padding=(k - 1) // 2)
             for i, (rate, k) in enumerate(zip([8, 5, 4, 2], [17, 10, 8, 4], strict=True))
         )
         self.activation_post = Activation1d(activation=SnakeBeta(channels[-1], alpha_logscale=True))

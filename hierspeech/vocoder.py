@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.amp_block import AMPBlock1, multi_receptive_field
-from hierspeech.modules.conv import weight_norm
+from hierspeech.modules.common import WNConv1d, WNConvTranspose1d
 from hierspeech.modules.snake import SnakeBeta
 
 LRELU_SLOPE = 0.1
@@ -30,9 +30,7 @@ def _upsampling_stack(
     for i, (rate, kernel) in enumerate(zip(rates, kernel_sizes, strict=True)):
         channels = in_channels // 2 ** (i + 1)
         ups.append(
-            weight_norm(
-                nn.ConvTranspose1d(in_channels // 2**i, channels, kernel, rate, padding=(kernel - rate) // 2)
-            )
+            WNConvTranspose1d(in_channels // 2**i, channels, kernel, rate, padding=(kernel - rate) // 2)
         )
     for i in range(len(ups)):
         ch = in_channels // 2 ** (i + 1)
@@ -50,7 +48,7 @@ class SourceNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.n_kernels = 3
-        self.conv_pre = weight_norm(nn.Conv1d(in_channels, upsample_initial_channel, 7, 1, padding=3))
+        self.conv_pre = WNConv1d(in_channels, upsample_initial_channel, 7, 1, padding=3)
         self.ups, self.resblocks, channels = _upsampling_stack(
             upsample_initial_channel, [2, 2], [4, 4], [3, 5, 7], [[1, 3, 5]] * 3
         )
@@ -73,12 +71,12 @@ class DBlock(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, factor: int) -> None:
         super().__init__()
         self.factor = factor
-        self.residual_dense = weight_norm(nn.Conv1d(input_size, hidden_size, 1))
+        self.residual_dense = WNConv1d(input_size, hidden_size, 1)
         self.conv = nn.ModuleList(
             [
-                weight_norm(nn.Conv1d(input_size, hidden_size, 3, dilation=1, padding=1)),
-                weight_norm(nn.Conv1d(hidden_size, hidden_size, 3, dilation=2, padding=2)),
-                weight_norm(nn.Conv1d(hidden_size, hidden_size, 3, dilation=4, padding=4)),
+                WNConv1d(input_size, hidden_size, 3, dilation=1, padding=1),
+                WNConv1d(hidden_size, hidden_size, 3, dilation=2, padding=2),
+                WNConv1d(hidden_size, hidden_size, 3, dilation=4, padding=4),
             ]
         )
 
@@ -108,7 +106,7 @@ class Generator(nn.Module):
     ) -> None:
         super().__init__()
         self.n_kernels = len(resblock_kernel_sizes)
-        self.conv_pre = weight_norm(nn.Conv1d(initial_channel, upsample_initial_channel, 7, 1, padding=3))
+        self.conv_pre = WNConv1d(initial_channel, upsample_initial_channel, 7, 1, padding=3)
         self.ups, self.resblocks, channels = _upsampling_stack(
             upsample_initial_channel,
             upsample_rates,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from hierspeech.modules.alias_free import Activation1d
-from hierspeech.modules.conv import get_padding, weight_norm
+from hierspeech.modules.common import WNConv1d, get_padding
 from hierspeech.modules.snake import SnakeBeta
 
 
@@ -21,14 +21,11 @@ class AMPBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3, dilation: Sequence[int] = (1, 3, 5)) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            weight_norm(
-                nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
-            )
+            WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
             for d in dilation
         )
         self.convs2 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)))
-            for _ in dilation
+            WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilation
         )
         self.activations = nn.ModuleList(_snake_beta_act(channels) for _ in range(2 * len(dilation)))
 
