@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hierspeech.modules.conv import get_padding, weight_norm
+from hierspeech.modules.common import WNConv1d, get_padding
 
 
 def gated_tanh_sigmoid(x: Tensor, n_channels: int) -> Tensor:
@@ -37,21 +37,19 @@ class WN(nn.Module):
         for i in range(n_layers):
             dilation = dilation_rate**i
             self.in_layers.append(
-                weight_norm(
-                    nn.Conv1d(
-                        hidden_channels,
-                        2 * hidden_channels,
-                        kernel_size,
-                        dilation=dilation,
-                        padding=get_padding(kernel_size, dilation),
-                    )
+                WNConv1d(
+                    hidden_channels,
+                    2 * hidden_channels,
+                    kernel_size,
+                    dilation=dilation,
+                    padding=get_padding(kernel_size, dilation),
                 )
             )
             # The last layer only feeds the skip path.
             out = 2 * hidden_channels if i < n_layers - 1 else hidden_channels
-            self.res_skip_layers.append(weight_norm(nn.Conv1d(hidden_channels, out, 1)))
+            self.res_skip_layers.append(WNConv1d(hidden_channels, out, 1))
         if gin_channels:
-            self.cond_layer = weight_norm(nn.Conv1d(gin_channels, 2 * hidden_channels * n_layers, 1))
+            self.cond_layer = WNConv1d(gin_channels, 2 * hidden_channels * n_layers, 1)
 
     def forward(self, x: Tensor, x_mask: Tensor, g: Tensor | None = None) -> Tensor:
         """x (B, C, T), x_mask (B, 1, T), g (B, gin, 1) or None -> (B, C, T), zero on padding."""
