@@ -4,3 +4,7 @@ This package never imports Ray: it is usable on its own, in notebooks or other p
 """
 
 __version__ = "0.1.0"
+
+from hierspeech.ttv import TTV, TTVConfig, TTVOutput
+
+__all__ = ["TTV", "TTVConfig", "TTVOutput", "__version__"]

@@ -289,6 +289,14 @@ class TTV(nn.Module):
         load_state_dict_strict(model, read_state_dict(path), source=str(path))
         return model.eval()
 
+    def fuse_weight_norm(self) -> TTV:
+        """Inference only: cache every weight-normed convolution's effective weight (see
+        `hierspeech.modules.common`). The state dict is unchanged. Returns self."""
+        for module in self.modules():
+            if hasattr(module, "fuse_weight_norm") and module is not self:
+                module.fuse_weight_norm()
+        return self
+
     # ------------------------------------------------------------------ inference
     def style(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         """Style vector (B, gin, 1) of mel prompts (B, n_mels, T) with valid lengths (B,)."""

@@ -92,6 +92,8 @@ class ConvFlow(nn.Module):
         self.pre = nn.Conv1d(self.half_channels, filter_channels, 1)
         self.convs = DDSConv(filter_channels, kernel_size, n_layers, p_dropout=0.0)
         self.proj = nn.Conv1d(filter_channels, self.half_channels * (num_bins * 3 - 1), 1)
+        nn.init.zeros_(self.proj.weight)  # starts as the identity spline, as upstream initialises it
+        nn.init.zeros_(self.proj.bias)
 
     def forward(
         self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None, reverse: bool = False

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hierspeech.modules.conv import get_padding, weight_norm
+from hierspeech.modules.common import WNConv1d, WNConvTranspose1d, get_padding
 
 LRELU_SLOPE = 0.1
 
@@ -23,20 +23,17 @@ def _apply_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class ResBlock1(nn.Module):
     """HiFi-GAN residual block: three (dilated conv, conv) pairs, each with a skip connection.
 
-    Convolutions are weight-normed with the legacy hooks (`weight_g` / `weight_v` keys).
+    Convolutions are weight-normed in the official layout (`weight_g` / `weight_v` keys).
     """
 
     def __init__(self, channels: int, kernel_size: int = 3, dilations: tuple[int, ...] = (1, 3, 5)) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            weight_norm(
-                nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
-            )
+            WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
             for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)))
-            for _ in dilations
+            WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations
         )
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,9 +71,7 @@ class PitchPredictor(nn.Module):
         channels = initial_channels
         for rate, kernel in zip(upsample_rates, upsample_kernel_sizes, strict=True):
             self.ups.append(
-                weight_norm(
-                    nn.ConvTranspose1d(channels, channels // 2, kernel, rate, padding=(kernel - rate) // 2)
-                )
+                WNConvTranspose1d(channels, channels // 2, kernel, rate, padding=(kernel - rate) // 2)
             )
             channels //= 2
         for i in range(len(self.ups)):
