@@ -18,6 +18,7 @@ stage is masked, so each item gets what it would get alone. The two random draws
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -147,6 +148,12 @@ class TTVOutput:
     @property
     def f0_lengths(self) -> torch.Tensor:
         return self.lengths * self.f0_per_frame
+
+
+def zero_low_log_f0(log_f0: torch.Tensor, min_hz: float = 55.0) -> torch.Tensor:
+    """Set log-F0 values below log(min_hz) to 0 (unvoiced), as the official TTS script does before
+    handing the TTV's F0 to the synthesizer. Returns a new tensor of the same shape."""
+    return log_f0.masked_fill(log_f0 < math.log(min_hz), 0.0)
 
 
 def _standard_normal(
@@ -323,6 +330,7 @@ class TTV(nn.Module):
         may be None; standard-normal values, scaled here. Otherwise draws come from `generator`
         (see `_draw_noise`); with None they consume torch's global RNG exactly as the official code.
         """
+        self._check_inputs(tokens, token_lengths, g)
         duration_noise, prior_noise = (None, None) if noise is None else tuple(noise)
         x, m_p, logs_p, x_mask = self.enc_p(tokens, token_lengths, g)
 
@@ -351,6 +359,22 @@ class TTV(nn.Module):
         w2v = self.w2v_decoder(z, y_mask, g=g)
         log_f0 = self.pp(w2v, g, y_mask)
         return TTVOutput(w2v, log_f0, frame_lengths, logw, w_ceil, self.pp.upsample_factor)
+
+    def _check_inputs(self, tokens: torch.Tensor, token_lengths: torch.Tensor, g: torch.Tensor) -> None:
+        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be (B, T) integer ids, got {tuple(tokens.shape)} {tokens.dtype}")
+        if token_lengths.shape != tokens.shape[:1]:
+            raise ValueError(f"token_lengths must be ({tokens.size(0)},), got {tuple(token_lengths.shape)}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.n_vocab):
+            raise ValueError(
+                f"token ids must lie in [0, {self.config.n_vocab}), got {int(tokens.min())}..{int(tokens.max())}"
+            )
+        if bool((token_lengths > tokens.size(1)).any()) or bool((token_lengths < 1).any()):
+            raise ValueError(f"token_lengths {token_lengths.tolist()} must lie in [1, {tokens.size(1)}]")
+        if g.shape != (tokens.size(0), self.config.gin_channels, 1):
+            raise ValueError(
+                f"style g must be ({tokens.size(0)}, {self.config.gin_channels}, 1), got {tuple(g.shape)}"
+            )
 
     def blended_style(
         self, y_mel: torch.Tensor, y_length: torch.Tensor, batch_size: int, denoise_ratio: float

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hierspeech import TTV, TTVConfig
+from hierspeech import TTV, TTVConfig, zero_low_log_f0
 from hierspeech.checkpoint import CheckpointMismatchError
 from hierspeech.testing.synthetic_weights import load_synthetic_weights, synthetic_state_dict
 from hierspeech.testing.tiny_ttv import tiny_ttv, tiny_ttv_config
@@ -255,3 +255,23 @@ def test_from_pretrained_loads_raw_state_dict_strictly(tmp_path) -> None:
     torch.save(state, path)
     with pytest.raises(CheckpointMismatchError, match=r"dp\.flows\.0\.m"):
         TTV.from_pretrained(path, config=tiny_ttv_config())
+
+
+def test_invalid_inputs_are_named() -> None:
+    model = tiny_ttv(seed=7)
+    g = torch.zeros(1, model.config.gin_channels, 1)
+    tokens = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match="token ids"):
+        model.infer(torch.tensor([[1, model.config.n_vocab]]), torch.tensor([2]), g)
+    with pytest.raises(ValueError, match="token_lengths"):
+        model.infer(tokens, torch.tensor([4]), g)
+    with pytest.raises(ValueError, match="style g"):
+        model.infer(tokens, torch.tensor([3]), torch.zeros(1, model.config.gin_channels))
+
+
+def test_zero_low_log_f0_matches_the_official_clipping() -> None:
+    log_f0 = torch.log(torch.tensor([[[30.0, 54.9, 55.0, 200.0]]]))
+    expected = torch.tensor(
+        [[[0.0, 0.0, float(torch.log(torch.tensor(55.0))), float(torch.log(torch.tensor(200.0)))]]]
+    )
+    torch.testing.assert_close(zero_low_log_f0(log_f0), expected, atol=0, rtol=0)
