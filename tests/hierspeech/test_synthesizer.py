@@ -247,3 +247,14 @@ def test_tiny_uncond_uses_null_style() -> None:
 
 def test_full_size_ragged_batch_equals_single_items(model) -> None:
     _assert_batch_equals_singles(model, [50, 40], [150, 100, 150, 120], atol=AUDIO_ATOL, noise_control=True)
+
+
+def test_fused_weight_norm_gives_the_same_audio() -> None:
+    model = tiny_synthesizer()
+    src, src_length, trg_mel, trg_length, f0, noise = _ragged_inputs([12], [9, 9], 16)
+    before = model.voice_conversion_noise_control(src, src_length, trg_mel, trg_length, f0, noise=noise)
+    after = model.fuse_weight_norm().voice_conversion_noise_control(
+        src, src_length, trg_mel, trg_length, f0, noise=noise
+    )
+    assert max_diff(before, after) <= 1e-6
+    assert set(model.state_dict()) == set(tiny_synthesizer().state_dict())  # still the official layout
