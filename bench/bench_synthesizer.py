@@ -6,13 +6,14 @@ weight norm; then four items as one batch (equal lengths, and ragged lengths 250
 the same items one at a time. Median of the timed calls after one warm-up; RTF = compute seconds /
 seconds of audio produced. Peak RSS is the process maximum (includes importing torch).
 
-Usage: python bench/bench_synthesizer.py [--reference-dir ../shared/reference] [--threads 2] [--runs 3]
+Usage: python bench/bench_synthesizer.py [--reference-dir ../shared/reference (or $HSP_REFERENCE_DIR)] [--threads 2] [--runs 3]
 Numbers on a shared machine are indicative only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -84,7 +85,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--reference-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "reference"
+        "--reference-dir",
+        type=Path,
+        default=os.environ.get("HSP_REFERENCE_DIR")
+        or Path(__file__).resolve().parents[2] / "shared" / "reference",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
