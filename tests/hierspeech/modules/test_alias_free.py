@@ -34,7 +34,9 @@ def _reference_activation(act: Activation1d, x: torch.Tensor) -> torch.Tensor:
     up = act.upsample
     r, channels, length = up.ratio, x.shape[1], x.shape[-1]
     xp = torch.nn.functional.pad(x, (up.pad, up.pad), mode="replicate")
-    u = r * torch.nn.functional.conv_transpose1d(xp, up.filter.expand(channels, -1, -1), stride=r, groups=channels)
+    u = r * torch.nn.functional.conv_transpose1d(
+        xp, up.filter.expand(channels, -1, -1), stride=r, groups=channels
+    )
     u = u[..., up.crop_left : up.crop_left + r * length]
     return act.downsample(act.act(u))
 
