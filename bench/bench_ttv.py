@@ -6,7 +6,7 @@ the four example sentences (135/229/155/313 tokens) one at a time versus as one 
 Median of 3 timed calls after one warm-up; RTF = compute seconds / seconds of speech
 (w2v frames * 320 / 16000). Peak RSS is the process maximum (includes importing torch).
 
-Usage: python bench/bench_ttv.py [--reference-dir ../shared/reference] [--threads 2]
+Usage: python bench/bench_ttv.py [--reference-dir ../shared/reference (or $HSP_REFERENCE_DIR)] [--threads 2]
 Numbers on a shared machine are indicative only.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -50,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    default_ref = Path(__file__).resolve().parents[2] / "shared" / "reference"
+    default_ref = (
+        os.environ.get("HSP_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference"
+    )
     parser.add_argument("--reference-dir", type=Path, default=default_ref)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
