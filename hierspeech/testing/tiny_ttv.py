@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from hierspeech.ttv import TTV, TTVConfig
 
 
 def tiny_ttv_config() -> TTVConfig:
-    """A TTVConfig with every size small (~92k parameters), same structure as the release."""
+    """A TTVConfig with small sizes (~0.2M parameters), same structure as the release; it keeps the
+    1024-wide w2v output so its features can feed any synthesizer, tiny ones included."""
     return TTVConfig(
         inter_channels=16,
         hidden_channels=16,
         gin_channels=8,
         n_vocab=20,
-        w2v_channels=12,
+        w2v_channels=1024,  # the w2v width every synthesizer (tiny ones included) reads
         mel_channels=10,
         style_hidden_channels=8,
         text_n_heads=2,
@@ -30,7 +33,8 @@ def tiny_ttv_config() -> TTVConfig:
 
 
 def tiny_ttv(seed: int = 0, std: float = 0.2) -> TTV:
-    """Tiny TTV with every parameter drawn from N(0, std^2) (norm gains around 1), eval mode.
+    """Tiny TTV with random parameters (N(0, std^2), at most 1/fan_in variance for matrices; norm
+    gains around 1), eval mode.
 
     Non-zero flows and duration predictor, unlike a fresh construction whose flows start as identities.
     """
@@ -38,7 +42,9 @@ def tiny_ttv(seed: int = 0, std: float = 0.2) -> TTV:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator) * std
+            # at most 1/fan_in variance for matrices keeps activations O(1) through 1024-wide layers
+            scale = std if param.dim() < 2 else min(std, 1.0 / math.sqrt(param[0].numel()))
+            noise = torch.randn(param.shape, generator=generator) * scale
             leaf = name.rsplit(".", 1)[-1]
             param.copy_(1.0 + noise if leaf in {"weight_g", "gamma"} else noise)
     return model.eval()
