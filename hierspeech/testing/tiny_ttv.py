@@ -11,14 +11,14 @@ from hierspeech.ttv import TTV, TTVConfig
 
 def tiny_ttv_config() -> TTVConfig:
     """A TTVConfig with small sizes (~0.2M parameters), same structure as the release; it keeps the
-    1024-wide w2v output so its features can feed any synthesizer, tiny ones included."""
+    1024-wide w2v output and 80-band mel prompts, so it chains with any synthesizer, tiny ones included."""
     return TTVConfig(
         inter_channels=16,
         hidden_channels=16,
         gin_channels=8,
         n_vocab=20,
         w2v_channels=1024,  # the w2v width every synthesizer (tiny ones included) reads
-        mel_channels=10,
+        mel_channels=80,
         style_hidden_channels=8,
         text_n_heads=2,
         text_n_layers=1,
