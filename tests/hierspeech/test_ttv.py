@@ -275,3 +275,21 @@ def test_zero_low_log_f0_matches_the_official_clipping() -> None:
         [[[0.0, 0.0, float(torch.log(torch.tensor(55.0))), float(torch.log(torch.tensor(200.0)))]]]
     )
     torch.testing.assert_close(zero_low_log_f0(log_f0), expected, atol=0, rtol=0)
+
+
+def test_tiny_ttv_output_feeds_the_tiny_synthesizer() -> None:
+    """TTV features, lengths and clipped log-F0 have the layout the synthesizer's VC call expects."""
+    from hierspeech.testing.tiny import tiny_synthesizer
+
+    ttv, synthesizer = tiny_ttv(seed=8), tiny_synthesizer()
+    tokens, prompts = _ragged_items(ttv)
+    mels, mel_lengths = _pad(prompts + prompts), torch.tensor(MEL_LENGTHS * 2)
+    g = ttv.blended_style(mels, mel_lengths, batch_size=3, denoise_ratio=0.0)
+    out = ttv.infer(
+        _pad(tokens), torch.tensor(LENGTHS), g, generator=[torch.Generator().manual_seed(s) for s in SEEDS]
+    )
+    audio = synthesizer.voice_conversion_noise_control(
+        out.w2v, out.lengths, mels, mel_lengths, zero_low_log_f0(out.log_f0), noise_scale=0.0
+    )
+    assert audio.shape == (3, 1, out.w2v.size(-1) * synthesizer.config.samples_per_frame)
+    assert torch.isfinite(audio).all()
