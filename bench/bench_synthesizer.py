@@ -97,35 +97,30 @@ def main() -> None:
 
     config = SynthesizerConfig.from_json(args.reference_dir / "configs" / "hierspeechpp_v2.config.json")
     model = load_synthetic_weights(Synthesizer.from_config(config))
-    rows: list[tuple[str, float, float]] = []  # (label, seconds, audio seconds)
-
-    official = _inputs([250])
-    with torch.inference_mode():
-        rows.append(
-            ("batch 1, official setup", _median_time(lambda: _convert(model, official), args.runs), 5.0)
-        )
-        model.fuse_weight_norm()
-        rows.append(
-            ("batch 1, fused weight norm", _median_time(lambda: _convert(model, official), args.runs), 5.0)
-        )
-        for name, lengths in (("equal 4x250", [250] * 4), ("ragged 250/200/150/100", [250, 200, 150, 100])):
-            audio_s = sum(lengths) * HOP / SAMPLE_RATE
-            batched = _inputs(lengths)
-            seconds = _median_time(lambda b=batched: _convert(model, b), args.runs)
-            rows.append((f"{name}, one batch (fused)", seconds, audio_s))
-            seconds = _median_time(lambda n=lengths: _one_by_one(model, n), args.runs)
-            rows.append((f"{name}, one at a time (fused)", seconds, audio_s))
-
     print(
         f"Synthesizer VC, CPU, torch {torch.__version__}, {args.threads} thread(s), median of {args.runs} after warm-up"
     )
     print("(shared machine: numbers are indicative)\n")
     print("| case | audio s | compute s | RTF | audio s per s |")
-    print("|---|---|---|---|---|")
-    for label, seconds, audio_s in rows:
+    print("|---|---|---|---|---|", flush=True)
+
+    def row(label: str, fn: Callable[[], object], audio_s: float) -> None:
+        seconds = _median_time(fn, args.runs)
         print(
-            f"| {label} | {audio_s:.2f} | {seconds:.3f} | {seconds / audio_s:.3f} | {audio_s / seconds:.2f} |"
+            f"| {label} | {audio_s:.2f} | {seconds:.3f} | {seconds / audio_s:.3f} | {audio_s / seconds:.2f} |",
+            flush=True,
         )
+
+    official = _inputs([250])
+    with torch.inference_mode():
+        row("batch 1, official setup", lambda: _convert(model, official), 5.0)
+        model.fuse_weight_norm()
+        row("batch 1, fused weight norm", lambda: _convert(model, official), 5.0)
+        for name, lengths in (("equal 4x250", [250] * 4), ("ragged 250/200/150/100", [250, 200, 150, 100])):
+            audio_s = sum(lengths) * HOP / SAMPLE_RATE
+            batched = _inputs(lengths)
+            row(f"{name}, one batch (fused)", lambda b=batched: _convert(model, b), audio_s)
+            row(f"{name}, one at a time (fused)", lambda n=lengths: _one_by_one(model, n), audio_s)
     print(f"\npeak RSS: {_peak_rss_mib():.0f} MiB\n{OFFICIAL}")
 
 
