@@ -5,12 +5,13 @@ approximation. Input: the kit's four example utterances (real speech, 12 s) plus
 about 5 dB SNR. Weights: the kit's synthetic rule (the real `g_best` is not available), which makes the
 attention close to uniform; real weights may behave differently, so read the numbers as indicative.
 
-    python bench/denoiser_chunking_error.py [--reference-dir ../shared/reference]
+    python bench/denoiser_chunking_error.py [--reference-dir ../shared/reference]  (default: $HSP_REFERENCE_DIR or ../shared/reference)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import soundfile as sf
@@ -25,7 +26,8 @@ SETTINGS = [(2.0, 0.5), (4.0, 1.0), (4.0, 2.0), (6.0, 1.0), (8.0, 2.0)]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference-dir", type=Path, default=REPO.parent / "shared" / "reference")
+    parser.add_argument("--reference-dir", type=Path,
+                        default=Path(os.environ.get("HSP_REFERENCE_DIR", REPO.parent / "shared" / "reference")))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

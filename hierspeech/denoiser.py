@@ -122,7 +122,7 @@ def output_length(num_samples: int, hop_size: int) -> int:
     return hop_size * (num_samples // hop_size)
 
 
-def _as_batch(noisy: Tensor, lengths: Tensor | None) -> tuple[Tensor, list[int]]:
+def _as_batch(noisy: Tensor, lengths: Tensor | None, min_length: int) -> tuple[Tensor, list[int]]:
     if noisy.dim() == 1:
         noisy = noisy.unsqueeze(0)
     if noisy.dim() != 2:
@@ -130,6 +130,8 @@ def _as_batch(noisy: Tensor, lengths: Tensor | None) -> tuple[Tensor, list[int]]
     sizes = [noisy.shape[1]] * noisy.shape[0] if lengths is None else [int(n) for n in lengths]
     if len(sizes) != noisy.shape[0] or min(sizes) < 1 or max(sizes) > noisy.shape[1]:
         raise ValueError(f"lengths {sizes} do not fit audio of shape {tuple(noisy.shape)}")
+    if min(sizes) < min_length:
+        raise ValueError(f"every item needs at least {min_length} samples (reflect-padded STFT), got lengths {sizes}")
     return noisy, sizes
 
 
@@ -203,7 +205,7 @@ def denoise(
     bounded); `chunk_seconds=None` disables it.
     """
     cfg = model.config
-    noisy, sizes = _as_batch(noisy, lengths)
+    noisy, sizes = _as_batch(noisy, lengths, cfg.n_fft // 2 + 1)
     window = model.window.to(noisy.dtype)
     hop = cfg.hop_size
     chunk = None if chunk_seconds is None else max(1, round(chunk_seconds * cfg.sampling_rate / hop))

@@ -86,7 +86,7 @@ def test_denoise_matches_official_golden(reference_dir: Path, synthetic_model: D
     assert torch.minimum(diff, 2 * torch.pi - diff).max().item() < 2e-3
 
 
-@pytest.mark.parametrize("lengths", [[4000, 4000, 4000], [4000, 2333, 3100, 17]])
+@pytest.mark.parametrize("lengths", [[4000, 4000, 4000], [4000, 2333, 3100, 40]])
 def test_tiny_batch_equals_single_runs(lengths: list[int]) -> None:
     model = tiny_denoiser()
     batch = _ragged_batch(lengths)
@@ -122,15 +122,21 @@ def test_blocked_attention_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_short_input_is_not_chunked() -> None:
     model = tiny_denoiser()
     noisy = _ragged_batch([8000])[0]
-    assert torch.equal(denoise(noisy, model, chunk_seconds=1.0), denoise(noisy, model, chunk_seconds=None))
+    one_piece = denoise(noisy, model, chunk_seconds=None)
+    assert torch.equal(denoise(noisy, model, chunk_seconds=1.0, overlap_seconds=0.25), one_piece)
+
+
+def test_too_short_input_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="at least 33 samples"):
+        denoise(torch.randn(32), tiny_denoiser())
 
 
 def test_chunked_long_input_is_close_and_batches_windows_exactly() -> None:
     model = tiny_denoiser()
-    noisy = _ragged_batch([16000 * 3 + 77])[0]
+    noisy = _ragged_batch([16000 + 77])[0]
     whole = denoise(noisy, model, chunk_seconds=None)
-    chunked = denoise(noisy, model, chunk_seconds=0.5, overlap_seconds=0.125)
-    grouped = denoise(noisy, model, chunk_seconds=0.5, overlap_seconds=0.125, chunk_batch_size=4)
+    chunked = denoise(noisy, model, chunk_seconds=0.25, overlap_seconds=0.0625)
+    grouped = denoise(noisy, model, chunk_seconds=0.25, overlap_seconds=0.0625, chunk_batch_size=3)
     assert chunked.shape == whole.shape == (1, output_length(noisy.numel(), model.config.hop_size))
     assert torch.isfinite(chunked).all()
     assert (grouped - chunked).abs().max().item() < 1e-5
