@@ -53,13 +53,22 @@ class DenseBlock(nn.Module):
             self.dense_block.append(ConvNormAct(conv, channels))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, C, T, F) -> (B, C, T, F); the input must already be zero on padded frames."""
-        skip = x
-        for layer in self.dense_block:
-            x = layer(skip, mask)
+        """(B, C, T, F) -> (B, C, T, F); the input must already be zero on padded frames.
+
+        Layer i sees the concatenation [out_{i-1}, ..., out_0, x]. Rather than concatenating anew at
+        each layer, outputs are written right-to-left into one preallocated buffer whose tail slices
+        are exactly those concatenations, and the last output is never copied into it.
+        """
+        depth = len(self.dense_block)
+        b, c, t, f = x.shape
+        features = x.new_empty(b, depth * c, t, f)
+        features[:, (depth - 1) * c :] = x
+        for i, layer in enumerate(self.dense_block):
+            x = layer(features[:, (depth - 1 - i) * c :], mask)
             if mask is not None:
                 x = x * mask
-            skip = torch.cat([x, skip], dim=1)
+            if i + 1 < depth:
+                features[:, (depth - 2 - i) * c : (depth - 1 - i) * c] = x
         return x
 
 
