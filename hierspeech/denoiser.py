@@ -10,6 +10,7 @@ inputs into overlapping chunks so memory stays bounded (an approximation, see `d
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def output_length(num_samples: int, hop_size: int) -> int:
     return hop_size * (num_samples // hop_size)
 
 
-def _as_batch(noisy: Tensor, lengths: Tensor | None, min_length: int) -> tuple[Tensor, list[int]]:
+def _as_batch(noisy: Tensor, lengths: Tensor | Sequence[int] | None, min_length: int) -> tuple[Tensor, list[int]]:
     if noisy.dim() == 1:
         noisy = noisy.unsqueeze(0)
     if noisy.dim() != 2:
@@ -186,7 +187,7 @@ def _denoise_chunked(
 def denoise(
     noisy: Tensor,
     model: Denoiser,
-    lengths: Tensor | None = None,
+    lengths: Tensor | Sequence[int] | None = None,
     *,
     chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
