@@ -8,7 +8,7 @@ Each sample holds ``flac`` plus the selected ``w2v.npy``, ``f0.npy``, ``tokens.n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
@@ -19,6 +19,8 @@ from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudio
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
 DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")
+RUN_FIELDS = ("cpu_actors", "gpu_actors", "gpus_per_actor", "batch_seconds", "cpus_per_task")
+"""ExtractConfig fields that only say how to run: left out of job.json, free to change on resume."""
 
 EXTRACT_INDEX_FIELDS = [
     pa.field("sample_rate", pa.int64()),
@@ -64,7 +66,6 @@ class ExtractConfig:
     gpus_per_actor: float = 1.0
     batch_seconds: float = 120.0
     cpus_per_task: float = 1.0
-    run_fields: tuple[str, ...] = field(default=("cpu_actors", "gpu_actors", "gpus_per_actor", "batch_seconds", "cpus_per_task"), repr=False)
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
@@ -80,7 +81,7 @@ class ExtractConfig:
             raise ValueError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
 
     def output_options(self) -> dict:
-        options = {k: v for k, v in asdict(self).items() if k not in self.run_fields and k != "run_fields"}
+        options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
         options["features"] = sorted(self.features)
         return options
 
@@ -92,11 +93,32 @@ def check_f0_backend(name: str) -> None:
     get_backend(name)
 
 
+def check_w2v_model(name: str, layer: int) -> None:
+    """Fail on the driver when the w2v model's config cannot be found or is too shallow."""
+    import os
+
+    from transformers import Wav2Vec2Config
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+    try:
+        config = Wav2Vec2Config.from_pretrained(name, local_files_only=offline)
+    except Exception as exc:  # OSError, HTTP errors, bad JSON: all mean "cannot use this model"
+        raise ValueError(f"w2v model {name!r} cannot be loaded ({type(exc).__name__}: {exc}); pass a hub id or a local folder with config.json") from exc
+    if config.num_hidden_layers < layer:
+        raise ValueError(f"w2v model {name!r} has {config.num_hidden_layers} layers; hidden_states[{layer}] needs {layer}")
+
+
 def extract_job(config: ExtractConfig) -> Job:
-    """The extract job for `config` (stages are built on the driver once Ray is up)."""
+    """The extract job for `config` (stages are built on the driver once Ray is up).
+
+    Raises:
+        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend.
+    """
     wanted = set(config.features)
     if "f0" in wanted:
         check_f0_backend(config.f0_backend)
+    if "w2v" in wanted:
+        check_w2v_model(config.w2v_model, config.w2v_layer)
 
     def build() -> list[Stage]:
         cpu = Resources(num_cpus=config.cpus_per_task)
