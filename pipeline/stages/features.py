@@ -119,6 +119,7 @@ class F0MelStage(Stage):
     name = "f0_mel"
     stateful = True
     batch_size = 1
+    input_rows_per_block = 1  # one item per actor call, spread over the whole pool
 
     def __init__(
         self,
@@ -222,6 +223,7 @@ class ModelFeaturesStage(Stage):
     name = "model_features"
     stateful = True
     batch_size = 16
+    input_rows_per_block = 16  # a block per batch, so several model actors share the input
 
     def __init__(
         self,
