@@ -22,6 +22,7 @@ import io
 import json
 import tarfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,21 @@ def _split_member(name: str) -> tuple[str, str]:
     return key, ext
 
 
-def _read_shard(out: OutputDir, shard: str, keys: set[str]) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = defaultdict(dict)
+def _iter_shard(out: OutputDir, shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, members) of each sample of a shard, streaming (a sample's members are adjacent)."""
+    key, members = None, {}
     with out.fs.open_input_stream(out.path(shard)) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
-            key, ext = _split_member(member.name)
-            if key in keys and member.isfile():
-                samples[key][ext] = tar.extractfile(member).read()
-    return samples
+            if not member.isfile():
+                continue
+            member_key, ext = _split_member(member.name)
+            if member_key != key:
+                if key is not None:
+                    yield key, members
+                key, members = member_key, {}
+            members[ext] = tar.extractfile(member).read()
+    if key is not None:
+        yield key, members
 
 
 def _npy(data: bytes) -> np.ndarray:
@@ -125,10 +133,13 @@ def export_upstream(
     reasons: Counter[str] = Counter()
     kept: list[tuple[str, str]] = []  # (id, key)
     for shard in sorted(by_shard):
-        rows = by_shard[shard]
-        samples = _read_shard(out, shard, {r["key"] for r in rows})
-        for row in rows:
-            members = samples.get(row["key"], {})
+        rows = {r["key"]: r for r in by_shard[shard]}
+        seen: set[str] = set()
+        for key, members in _iter_shard(out, shard):
+            row = rows.get(key)
+            if row is None:
+                continue
+            seen.add(key)
             absent = [m for m in ("flac", "w2v.npy", "f0.npy", "tokens.npy") if m not in members]
             if absent:
                 raise ValueError(f"sample {row['id']!r} in {shard} lacks {absent}")
@@ -141,12 +152,13 @@ def export_upstream(
                 reasons[reason] += 1
                 continue
             w2v = _npy(members["w2v.npy"]).astype(np.float32)
-            key = row["key"]
             sf.write(dirs["16k"] / f"{key}.wav", audio, rate, subtype="PCM_16")
             torch.save(torch.from_numpy(np.ascontiguousarray(w2v))[None], dirs["w2v"] / f"{key}.pt")
             torch.save(torch.from_numpy(np.ascontiguousarray(f0))[None], dirs["f0"] / f"{key}.pt")
             torch.save(torch.from_numpy(np.ascontiguousarray(ids)), dirs["token"] / f"{key}.pt")
             kept.append((row["id"], key))
+        if len(seen) != len(rows):
+            raise ValueError(f"{shard} lacks samples its index lists: {sorted(set(rows) - seen)[:5]}")
 
     by_hash = sorted((sample_id for sample_id, _ in kept), key=lambda i: hashlib.sha256(i.encode("utf-8")).hexdigest())
     test_ids = set(by_hash[:test_count])
@@ -170,5 +182,7 @@ def export_upstream(
         "train_filelist_path": str(lists_dir / "train_wav.txt"),
         "test_filelist_path": str(lists_dir / "test_wav.txt"),
     }
+    if not splits["train"]:
+        report["warning"] = "no training sample left: train_ttv_v1.py needs at least one (check the filters and --test-count)"
     (to_dir / "export.json").write_text(json.dumps(report, indent=2))
     return report
