@@ -4,3 +4,7 @@ This package never imports Ray: it is usable on its own, in notebooks or other p
 """
 
 __version__ = "0.1.0"
+
+from hierspeech.ttv import TTV, TTVConfig, TTVOutput, zero_low_log_f0
+
+__all__ = ["TTV", "TTVConfig", "TTVOutput", "__version__", "zero_low_log_f0"]

@@ -53,7 +53,9 @@ def read_state_dict(path: str | Path, container_key: str | None = None) -> dict[
             )
         payload = payload[container_key]
     if not isinstance(payload, Mapping):
-        raise CheckpointMismatchError(f"checkpoint {path} does not hold a state dict (got {type(payload).__name__})")
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not hold a state dict (got {type(payload).__name__})"
+        )
     return dict(payload)
 
 
@@ -70,12 +72,16 @@ def describe_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     ]
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong_shape)):
         if items:
-            shown = ", ".join(items[:limit]) + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+            shown = ", ".join(items[:limit]) + (
+                f", ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            )
             problems.append(f"{len(items)} {label}: {shown}")
     return problems
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Copy `state_dict` into `model`, refusing any missing/unexpected key or shape mismatch."""
     problems = describe_mismatch(model, state_dict)
     if problems:

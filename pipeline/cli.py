@@ -167,6 +167,78 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 
 
 @main.command()
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
+@click.option("--features", default="w2v,f0,tokens,mel", show_default=True, help="Comma-separated subset of w2v,f0,tokens,mel,denoise.")
+@click.option("--w2v-model", default="facebook/mms-300m", show_default=True, help="Hub id or local directory (HF_HUB_OFFLINE=1 is honoured).")
+@click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True, help="hidden_states index kept.")
+@click.option("--w2v-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage dtype of w2v.npy.")
+@click.option("--f0-max", type=float, default=None, help="YAAPT f0_max (default 400 Hz as extract_f0.py; upstream's VC inference uses 1100).")
+@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="amfm", show_default=True)
+@click.option("--f0-failure", type=click.Choice(["error", "zeros"]), default="error", show_default=True, help="error: the row goes to the errors table; zeros: store zeros and flag f0.failed in the json and index.")
+@click.option("--language", default="en-us", show_default=True, help="espeak voice for rows without a 'language' value.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Longer texts (ids before blanks) are error rows.")
+@click.option("--denoiser-ckpt", type=click.Path(exists=True, dir_okay=False), default=None, help="MP-SENet checkpoint (denoiser/g_best with config.json beside) for the denoise feature.")
+@click.option("--denoise-chunk-seconds", type=float, default=4.0, show_default=True, help="Longer inputs are denoised in overlapping chunks (0: never chunk).")
+@click.option("--max-seconds", type=float, default=3600.0, show_default=True, help="Reject files longer than this.")
+@click.option("--cpu-actors", type=click.IntRange(min=1), default=2, show_default=True, help="F0 + mel actor pool size (YAAPT is the slow stage: about one per core).")
+@click.option("--gpu-actors", type=click.IntRange(min=1), default=1, show_default=True, help="w2v/denoise actor pool size.")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True, help="GPUs per model actor (0.5 packs two per GPU).")
+@click.option("--batch-seconds", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Padded audio seconds per w2v forward (length-bucketed batches).")
+@run_options
+def extract(manifest_path: Path, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, **kwargs) -> None:
+    """HierSpeech++ training features (w2v, F0, tokens, mel, denoised audio) for every row."""
+    from hierspeech.f0 import F0BackendUnavailableError
+    from pipeline.extract import ExtractConfig, extract_job
+
+    try:
+        config = ExtractConfig(
+            features=tuple(f.strip() for f in features.split(",") if f.strip()),
+            w2v_model=w2v_model,
+            w2v_layer=w2v_layer,
+            w2v_dtype=w2v_dtype,
+            f0_max=f0_max,
+            f0_backend=f0_backend,
+            f0_failure=f0_failure,
+            language=language,
+            max_tokens=max_tokens,
+            denoiser_ckpt=str(Path(denoiser_ckpt).resolve()) if denoiser_ckpt else None,
+            denoise_chunk_seconds=denoise_chunk_seconds or None,
+            max_seconds=max_seconds,
+            cpu_actors=cpu_actors,
+            gpu_actors=gpu_actors,
+            gpus_per_actor=gpus_per_actor,
+            batch_seconds=batch_seconds,
+        )
+        job = extract_job(config)
+    except (ValueError, F0BackendUnavailableError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(job, manifest_path, output, make_run_options(**kwargs))
+
+
+@main.group()
+def export() -> None:
+    """Export job outputs to other layouts."""
+
+
+@export.command("upstream")
+@click.argument("output", type=str)
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for upstream's training layout.")
+@click.option("--name", default="data", show_default=True, help="Prefix of the feature folders (<name>_16k, <name>_w2v, ...).")
+@click.option("--test-count", type=click.IntRange(min=0), default=0, show_default=True, help="Samples (chosen by id hash) for the test_* filelists.")
+def export_upstream_command(output: str, to_dir: Path, name: str, test_count: int) -> None:
+    """Write an extract OUTPUT as upstream's *_w2v/*_f0/*_token .pt files and filelists (train_ttv_v1.py)."""
+    from pipeline.export_upstream import export_upstream
+
+    try:
+        report = export_upstream(output, to_dir, name=name, test_count=test_count)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(report, indent=2))
+    click.echo(f"set data.train_filelist_path={report['train_filelist_path']} and data.test_filelist_path={report['test_filelist_path']} in ttv_v1/config.json")
+
+
+@main.command()
 @click.argument("output", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def inspect(output: str, as_json: bool) -> None:

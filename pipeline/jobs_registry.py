@@ -7,6 +7,7 @@ from pipeline.manifest import BASE_COLUMNS, Column
 # Jobs add their own columns here (e.g. synthesize vc: target_audio, noise_scale, seed).
 JOB_COLUMNS: dict[str, tuple[Column, ...]] = {
     "prepare": (),
+    "extract": (),  # text (tokens) and language (espeak voice) are base columns
 }
 
 

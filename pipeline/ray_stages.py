@@ -74,6 +74,8 @@ def _named(base: type, name: str) -> type:
 
 def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
     res = stage.resources
+    if stage.input_rows_per_block:
+        ds = ds.repartition(target_num_rows_per_block=stage.input_rows_per_block)  # streaming split
     common = {"batch_size": stage.batch_size, "batch_format": "pyarrow", "num_cpus": res.num_cpus}
     if res.memory:
         common["memory"] = res.memory

@@ -33,6 +33,9 @@ class Stage:
     name: str = "stage"
     stateful: bool = False
     batch_size: int = 16
+    # Ray hands a whole input block to one task/actor: set this to split blocks first so an
+    # actor pool spreads slow per-item work (e.g. YAAPT) over its actors.
+    input_rows_per_block: int | None = None
 
     def __init__(self, resources: Resources | None = None):
         self.resources = resources or Resources()

@@ -1,0 +1,84 @@
+"""Benchmark `hierspeech.denoiser.denoise`: RTF and peak RSS vs input length, chunked vs one piece.
+
+Synthetic weights (golden/synthetic rule) at the released config: compute cost equals the real model's.
+Each case runs in its own subprocess so peak RSS (resource.getrusage ru_maxrss) is not contaminated by
+other cases; peak RSS includes the interpreter and torch import (measured alone: the `import` row).
+
+    python bench/bench_denoiser.py                 # full table (5 s, 60 s, 600 s; 600 s only chunked)
+    python bench/bench_denoiser.py --seconds 5 20  # other lengths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CASE = r"""
+import json, resource, sys, time
+import torch
+torch.set_num_threads({threads})
+seconds, mode, repeats = {seconds}, {mode!r}, {repeats}
+result = {{"seconds": seconds, "mode": mode}}
+if mode != "import":
+    from hierspeech.denoiser import Denoiser, DenoiserConfig, denoise
+    from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights
+    model = load_synthetic_weights(Denoiser(DenoiserConfig()))
+    noisy = torch.randn(int(seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
+    kwargs = {{"chunk_seconds": None}} if mode == "one piece" else {{}}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        denoise(noisy, model, **kwargs)
+        times.append(time.perf_counter() - start)
+    result["times"] = times
+result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(result))
+"""
+
+
+def run_case(seconds: float, mode: str, repeats: int, threads: int) -> dict:
+    code = CASE.format(seconds=seconds, mode=mode, repeats=repeats, threads=threads)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    if proc.returncode != 0:
+        return {"seconds": seconds, "mode": mode, "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 60.0, 600.0])
+    parser.add_argument("--max-one-piece", type=float, default=60.0, help="longest input also run in one piece")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    rows = [run_case(0, "import", 1, args.threads)]
+    for seconds in args.seconds:
+        rows.append(run_case(seconds, "chunked (default)", args.repeats, args.threads))
+        if seconds <= args.max_one_piece:
+            rows.append(run_case(seconds, "one piece", args.repeats, args.threads))
+
+    print(f"MP-SENet denoise(), synthetic weights, released config, torch threads {args.threads}, CPU.")
+    print("Shared machine: numbers are indicative. Official (timings.md): 5 s -> RTF 2.40, 3114 MiB.")
+    print("| input s | mode | runs (s) | best s | RTF | audio s per s | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        if "error" in row:
+            print(f"| {row['seconds']:g} | {row['mode']} | failed: {row['error']} | | | | |")
+        elif row["mode"] == "import":
+            print(f"| - | import only | | | | | {row['peak_rss_mib']:.0f} |")
+        else:
+            best = min(row["times"])
+            runs = ", ".join(f"{t:.2f}" for t in row["times"])
+            print(f"| {row['seconds']:g} | {row['mode']} | {runs} | {best:.2f} | {best / row['seconds']:.3f} "
+                  f"| {row['seconds'] / best:.2f} | {row['peak_rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`hsp extract`: HierSpeech++ training features (w2v, F0, tokens, mel, denoised audio) at scale.
+
+Plan: decode + resample to 16 kHz, FLAC, tokens (CPU tasks) -> w2v / denoise (model actor pool,
+`gpu_actors` x `gpus_per_actor`) -> F0 + mel (CPU actor pool, `cpu_actors`) -> shards.
+Each sample holds ``flac`` plus the selected ``w2v.npy``, ``f0.npy``, ``tokens.npy``,
+``mel.npy``, ``denoised.flac`` and its ``json``; see docs/extract.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+from pipeline.job import Job
+from pipeline.stage import Resources, Stage
+from pipeline.stages.decode import DecodeStage
+from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
+
+FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
+DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")
+RUN_FIELDS = ("cpu_actors", "gpu_actors", "gpus_per_actor", "batch_seconds", "cpus_per_task")
+"""ExtractConfig fields that only say how to run: left out of job.json, free to change on resume."""
+
+EXTRACT_INDEX_FIELDS = [
+    pa.field("sample_rate", pa.int64()),
+    pa.field("source_sample_rate", pa.int64()),
+    pa.field("source_channels", pa.int64()),
+    pa.field("num_samples", pa.int64()),
+    pa.field("text", pa.string()),
+    pa.field("speaker", pa.string()),
+    pa.field("language", pa.string()),
+    pa.field("w2v_frames", pa.int64()),
+    pa.field("w2v_dim", pa.int64()),
+    pa.field("f0_frames", pa.int64()),
+    pa.field("f0_voiced_frames", pa.int64()),
+    pa.field("f0_failed", pa.bool_()),
+    pa.field("mel_frames", pa.int64()),
+    pa.field("token_count", pa.int64()),
+    pa.field("phoneme_count", pa.int64()),
+    pa.field("denoised", pa.bool_()),
+]
+
+
+@dataclass
+class ExtractConfig:
+    """What to extract and how; everything here that changes the output is recorded in job.json."""
+
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    w2v_model: str = "facebook/mms-300m"
+    w2v_layer: int = 7
+    w2v_dtype: str = "float16"
+    f0_max: float | None = None
+    f0_backend: str = "amfm"
+    f0_failure: str = "error"
+    language: str = "en-us"
+    add_blank: bool = True
+    max_tokens: int | None = 1024
+    denoiser_ckpt: str | None = None
+    denoise_chunk_seconds: float | None = 4.0
+    max_seconds: float | None = 3600.0
+    channel_policy: str = "first"
+    # how to run (not recorded: they do not change the output)
+    cpu_actors: int = 2
+    gpu_actors: int = 1
+    gpus_per_actor: float = 1.0
+    batch_seconds: float = 120.0
+    cpus_per_task: float = 1.0
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ValueError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
+        if self.w2v_dtype not in ("float16", "float32"):
+            raise ValueError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
+        if self.f0_failure not in ("error", "zeros"):
+            raise ValueError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
+        if "denoise" in self.features and not self.denoiser_ckpt:
+            raise ValueError("the denoise feature needs the MP-SENet checkpoint: pass --denoiser-ckpt PATH (denoiser/g_best)")
+        if self.cpu_actors < 1 or self.gpu_actors < 1 or self.gpus_per_actor < 0 or self.batch_seconds <= 0:
+            raise ValueError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
+
+    def output_options(self) -> dict:
+        options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
+        options["features"] = sorted(self.features)
+        return options
+
+
+def check_f0_backend(name: str) -> None:
+    """Fail on the driver, before Ray starts, when the F0 backend cannot be loaded."""
+    from hierspeech.f0 import get_backend
+
+    get_backend(name)
+
+
+def check_w2v_model(name: str, layer: int) -> None:
+    """Fail on the driver when the w2v model's config cannot be found or is too shallow."""
+    import os
+
+    from transformers import Wav2Vec2Config
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+    try:
+        config = Wav2Vec2Config.from_pretrained(name, local_files_only=offline)
+    except Exception as exc:  # OSError, HTTP errors, bad JSON: all mean "cannot use this model"
+        raise ValueError(f"w2v model {name!r} cannot be loaded ({type(exc).__name__}: {exc}); pass a hub id or a local folder with config.json") from exc
+    if config.num_hidden_layers < layer:
+        raise ValueError(f"w2v model {name!r} has {config.num_hidden_layers} layers; hidden_states[{layer}] needs {layer}")
+
+
+def extract_job(config: ExtractConfig) -> Job:
+    """The extract job for `config` (stages are built on the driver once Ray is up).
+
+    Raises:
+        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend.
+    """
+    wanted = set(config.features)
+    if "f0" in wanted:
+        check_f0_backend(config.f0_backend)
+    if "w2v" in wanted:
+        check_w2v_model(config.w2v_model, config.w2v_layer)
+
+    def build() -> list[Stage]:
+        cpu = Resources(num_cpus=config.cpus_per_task)
+        stages: list[Stage] = [
+            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds, resources=cpu),
+            StoredAudioStage(bits=16, resources=cpu),
+        ]
+        if "tokens" in wanted:
+            stages.append(TokensStage(add_blank=config.add_blank, max_tokens=config.max_tokens, default_language=config.language, resources=cpu))
+        if wanted & {"w2v", "denoise"}:
+            w2v = None
+            if "w2v" in wanted:
+                w2v = W2vOptions(model=config.w2v_model, layer=config.w2v_layer, dtype=config.w2v_dtype, batch_seconds=config.batch_seconds)
+            stages.append(
+                ModelFeaturesStage(
+                    w2v=w2v,
+                    denoiser_ckpt=config.denoiser_ckpt if "denoise" in wanted else None,
+                    denoise_chunk_seconds=config.denoise_chunk_seconds,
+                    resources=Resources(num_cpus=1.0, num_gpus=config.gpus_per_actor, actors=config.gpu_actors),
+                )
+            )
+        if wanted & {"f0", "mel"}:
+            stages.append(
+                F0MelStage(
+                    f0="f0" in wanted,
+                    mel="mel" in wanted,
+                    f0_max=config.f0_max,
+                    f0_backend=config.f0_backend,
+                    f0_failure=config.f0_failure,
+                    resources=Resources(num_cpus=config.cpus_per_task, actors=config.cpu_actors),
+                )
+            )
+        return stages
+
+    return Job(name="extract", build_stages=build, index_fields=EXTRACT_INDEX_FIELDS, output_options=config.output_options())

@@ -1,0 +1,178 @@
+"""MP-SENet denoiser: state-dict layout, synthetic-weight goldens, exact batching, chunking, loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hierspeech.checkpoint import CheckpointMismatchError
+from hierspeech.denoiser import Denoiser, DenoiserConfig, _crossfade_weights, denoise, output_length
+from hierspeech.modules import conformer
+from hierspeech.modules.mag_phase_stft import mag_phase_stft
+from hierspeech.testing.denoiser import tiny_denoiser
+from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights, synthetic_state_dict
+
+GOLDEN = Path("golden/synthetic")
+
+
+@pytest.fixture(scope="module")
+def released_config(reference_dir: Path) -> DenoiserConfig:
+    return DenoiserConfig.from_json(reference_dir / "configs" / "denoiser.config.json")
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(released_config: DenoiserConfig) -> Denoiser:
+    return load_synthetic_weights(Denoiser.from_config(released_config))
+
+
+def _ragged_batch(lengths: list[int], seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.zeros(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        batch[i, :n] = 0.1 * torch.randn(n, generator=generator)
+    return batch
+
+
+def test_config_reads_released_json(released_config: DenoiserConfig) -> None:
+    assert (released_config.n_fft, released_config.hop_size, released_config.win_size) == (400, 100, 400)
+    assert (released_config.dense_channel, released_config.compress_factor, released_config.beta) == (64, 0.3, 2.0)
+    assert released_config.n_freq == 201
+
+
+def test_state_dict_equals_manifest(reference_dir: Path, released_config: DenoiserConfig) -> None:
+    manifest = json.loads((reference_dir / "manifests" / "params_denoiser_mpnet.json").read_text())
+    state = Denoiser.from_config(released_config).state_dict()
+    assert list(state) == list(manifest["state_dict"])  # same keys, same order, 353 entries
+    for key, spec in manifest["state_dict"].items():
+        assert list(state[key].shape) == spec["shape"], key
+        assert str(state[key].dtype) == f"torch.{spec['dtype']}", key
+    model = Denoiser.from_config(released_config)
+    assert sum(p.numel() for p in model.parameters()) == manifest["num_parameters"] == 2_048_849
+
+
+def test_synthetic_rule_matches_kit_checksums(reference_dir: Path, synthetic_model: Denoiser) -> None:
+    checksums = json.loads((reference_dir / GOLDEN / "weight_rule_checksums.json").read_text())["denoiser_mpnet"]
+    values = synthetic_state_dict(synthetic_model)
+    assert set(values) == set(checksums)
+    for key, expected in checksums.items():
+        tensor = values[key].double()
+        assert tensor.sum().item() == pytest.approx(expected["sum"], rel=1e-9, abs=1e-9), key
+        assert tensor.abs().sum().item() == pytest.approx(expected["abs_sum"], rel=1e-9, abs=1e-9), key
+        assert values[key].flatten()[:3].tolist() == expected["first"], key
+
+
+def test_denoise_matches_official_golden(reference_dir: Path, synthetic_model: Denoiser) -> None:
+    folder = reference_dir / GOLDEN
+    noisy = torch.from_numpy(np.load(folder / "den.in.noisy_wav.npy"))
+    audio = denoise(noisy, synthetic_model)
+    expected = torch.from_numpy(np.load(folder / "den.out.audio.npy"))
+    assert audio.shape == expected.shape == (1, 16000)
+    assert (audio - expected).abs().max().item() < 1e-5
+
+    cfg = synthetic_model.config
+    gain = torch.sqrt(noisy.numel() / noisy.pow(2).sum())
+    mag, pha = mag_phase_stft((noisy * gain)[None], cfg.n_fft, cfg.hop_size, synthetic_model.window, cfg.compress_factor)
+    with torch.inference_mode():
+        mag_g, pha_g = synthetic_model(mag, pha)
+    amp_ref = torch.from_numpy(np.load(folder / "den.mid.amp_g.npy"))
+    pha_ref = torch.from_numpy(np.load(folder / "den.mid.pha_g.npy"))
+    assert mag_g.shape == amp_ref.shape == (1, 201, 161)
+    assert (mag_g - amp_ref).abs().max().item() < 1e-5
+    diff = (pha_g - pha_ref).abs()
+    assert torch.minimum(diff, 2 * torch.pi - diff).max().item() < 2e-3
+
+
+@pytest.mark.parametrize("lengths", [[4000, 4000, 4000], [4000, 2333, 3100, 40]])
+def test_tiny_batch_equals_single_runs(lengths: list[int]) -> None:
+    model = tiny_denoiser()
+    batch = _ragged_batch(lengths)
+    out = denoise(batch, model, torch.tensor(lengths), chunk_seconds=None)
+    hop = model.config.hop_size
+    assert out.shape == (len(lengths), output_length(max(lengths), hop))
+    for i, n in enumerate(lengths):
+        alone = denoise(batch[i, :n], model, chunk_seconds=None)[0]
+        assert alone.shape[0] == output_length(n, hop)
+        assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+        assert not out[i, alone.shape[0] :].any()  # beyond an item's own length: zeros
+
+
+def test_released_size_ragged_batch_equals_single_runs(synthetic_model: Denoiser) -> None:
+    lengths = [12000, 7050, 9901]
+    batch = _ragged_batch(lengths, seed=1)
+    out = denoise(batch, synthetic_model, torch.tensor(lengths))
+    for i, n in enumerate(lengths):
+        alone = denoise(batch[i, :n], synthetic_model)[0]
+        assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+
+
+def test_blocked_attention_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 50, 16, generator=generator) for _ in range(3))
+    key_mask = torch.arange(50)[None, None, None, :] < torch.tensor([50, 31, 7])[:, None, None, None]
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+    monkeypatch.setattr(conformer, "ATTENTION_BLOCK_ELEMENTS", 4 * 50 * 5)  # forces row and query blocks
+    blocked = conformer.blocked_attention(q, k, v, key_mask)
+    assert (blocked - whole).abs().max().item() < 1e-6
+
+
+def test_short_input_is_not_chunked() -> None:
+    model = tiny_denoiser()
+    noisy = _ragged_batch([8000])[0]
+    one_piece = denoise(noisy, model, chunk_seconds=None)
+    assert torch.equal(denoise(noisy, model, chunk_seconds=1.0, overlap_seconds=0.25), one_piece)
+
+
+def test_too_short_input_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="at least 33 samples"):
+        denoise(torch.randn(32), tiny_denoiser())
+
+
+def test_chunked_long_input_is_close_and_batches_windows_exactly() -> None:
+    model = tiny_denoiser()
+    noisy = _ragged_batch([16000 + 77])[0]
+    whole = denoise(noisy, model, chunk_seconds=None)
+    chunked = denoise(noisy, model, chunk_seconds=0.25, overlap_seconds=0.0625)
+    grouped = denoise(noisy, model, chunk_seconds=0.25, overlap_seconds=0.0625, chunk_batch_size=3)
+    assert chunked.shape == whole.shape == (1, output_length(noisy.numel(), model.config.hop_size))
+    assert torch.isfinite(chunked).all()
+    assert (grouped - chunked).abs().max().item() < 1e-5
+    # An approximation (attention and instance norm are global in time), but the same signal.
+    relative = ((chunked - whole).norm() / whole.norm()).item()
+    assert relative < 0.5
+
+
+def test_crossfade_weights_cover_every_frame() -> None:
+    size, starts = 40, [0, 30, 60, 65]
+    weights = _crossfade_weights(starts, size, 105, torch.device("cpu"))
+    total = torch.zeros(105)
+    for start, w in zip(starts, weights, strict=True):
+        assert (w > 0).all()
+        total[start : start + size] += w
+    assert torch.allclose(total[:60], torch.ones(60))  # regular overlaps sum to one
+    assert (total > 0).all()
+
+
+def test_silent_input_gives_silence_not_nan() -> None:
+    out = denoise(torch.zeros(4000), tiny_denoiser())
+    assert torch.isfinite(out).all()
+    assert out.abs().max().item() < 1e-4
+
+
+def test_from_pretrained_loads_official_layout_strictly(tmp_path: Path, synthetic_model: Denoiser) -> None:
+    path = tmp_path / "g_best"
+    torch.save({"generator": synthetic_model.state_dict()}, path)
+    (tmp_path / "config.json").write_text(json.dumps({"n_fft": 400, "dense_channel": 64, "num_gpus": 0}))
+    loaded = Denoiser.from_pretrained(path)
+    assert not loaded.training
+    for key, value in synthetic_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+    broken = dict(synthetic_model.state_dict())
+    broken.pop("mask_decoder.lsigmoid.slope")
+    torch.save({"generator": broken}, path)
+    with pytest.raises(CheckpointMismatchError, match=r"lsigmoid\.slope"):
+        Denoiser.from_pretrained(path)
