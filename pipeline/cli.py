@@ -167,7 +167,7 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 
 
 @main.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@manifest_argument
 @click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
 @click.option("--features", default="w2v,f0,tokens,mel", show_default=True, help="Comma-separated subset of w2v,f0,tokens,mel,denoise.")
 @click.option("--w2v-model", default="facebook/mms-300m", show_default=True, help="Hub id or local directory (HF_HUB_OFFLINE=1 is honoured).")
@@ -186,7 +186,7 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True, help="GPUs per model actor (0.5 packs two per GPU).")
 @click.option("--batch-seconds", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Padded audio seconds per w2v forward (length-bucketed batches).")
 @run_options
-def extract(manifest_path: Path, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, **kwargs) -> None:
+def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, **kwargs) -> None:
     """HierSpeech++ training features (w2v, F0, tokens, mel, denoised audio) for every row."""
     from hierspeech.f0 import F0BackendUnavailableError
     from pipeline.extract import ExtractConfig, extract_job
