@@ -50,7 +50,7 @@ def run_options(function):
     return function
 
 
-def _check_manifest(ctx, param, value: str) -> str:
+def _check_path_or_uri(ctx, param, value: str) -> str:
     if "://" not in value and not Path(value).exists():
         raise click.BadParameter(f"{value!r} does not exist", ctx=ctx, param=param)
     return value
@@ -58,7 +58,7 @@ def _check_manifest(ctx, param, value: str) -> str:
 
 def manifest_argument(function):
     """The MANIFEST argument of job commands: a local path that exists, or a URI (s3://, gs://, ...)."""
-    return click.argument("manifest_path", metavar="MANIFEST", callback=_check_manifest)(function)
+    return click.argument("manifest_path", metavar="MANIFEST", callback=_check_path_or_uri)(function)
 
 
 def make_run_options(**kwargs) -> RunOptions:
@@ -239,7 +239,7 @@ def export_upstream_command(output: str, to_dir: Path, name: str, test_count: in
 
 
 @main.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", callback=_check_path_or_uri)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def inspect(output: str, as_json: bool) -> None:
     """Show counts, hours, errors by type, shards, and whether OUTPUT is complete."""

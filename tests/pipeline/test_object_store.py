@@ -76,7 +76,7 @@ def _listing(s3: pafs.S3FileSystem, prefix: str) -> dict[str, int]:
     return {i.path[len(prefix) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}
 
 
-def test_prepare_reads_and_writes_s3(s3_endpoint: str, tmp_path: Path):
+def test_prepare_reads_and_writes_s3(s3_endpoint: str, tmp_path: Path, monkeypatch):
     s3 = _s3(s3_endpoint)
     s3.create_dir(BUCKET)
     ids, uris = [], []
@@ -150,3 +150,14 @@ def test_prepare_reads_and_writes_s3(s3_endpoint: str, tmp_path: Path):
     committed = {k: v for k, v in files.items() if k.startswith(("shards/", "index.parquet/", "errors.parquet/"))}
     assert {k: v for k, v in after.items() if k in committed} == committed
     assert set(after) - set(files) <= {"_state/runs.json"} and not [k for k in after if "0" * 20 in k or ".tmp-" in k]
+
+    # `hsp inspect` reads the S3 output too
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, env[key])
+    inspected = CliRunner().invoke(main, ["inspect", out_uri, "--json"])
+    assert inspected.exit_code == 0, inspected.output
+    assert '"complete": true' in inspected.output and '"samples_out": 3' in inspected.output
