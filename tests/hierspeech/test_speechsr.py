@@ -115,7 +115,7 @@ def test_strict_loading_names_shape_mismatch(reference_dir: Path, tmp_path: Path
 def test_missing_config_beside_checkpoint(reference_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "G_100000.pth"
     shutil.copy(reference_dir / "weights" / CHECKPOINTS["48k"], path)
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         SpeechSR.from_pretrained(path)
     model = SpeechSR.from_pretrained(path, config=reference_dir / "weights/speechsr48k/config.json")
     assert model.sampling_rate == 48000 and not model.training
