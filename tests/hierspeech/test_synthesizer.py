@@ -15,7 +15,7 @@ import torch
 from hierspeech.checkpoint import CheckpointMismatchError
 from hierspeech.synthesizer import Synthesizer, SynthesizerConfig
 from hierspeech.testing.synthetic_weights import load_synthetic_weights
-from hierspeech.testing.tiny_synthesizer import tiny_synthesizer
+from hierspeech.testing.tiny import tiny_synthesizer
 
 AUDIO_ATOL = 5e-4
 STYLE_ATOL = 1e-6
