@@ -26,6 +26,7 @@ from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.common import WNConv1d, get_padding
 from hierspeech.modules.resize import apply_resize, resize_positions
+from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.snake import SnakeBeta
 
 INPUT_SAMPLING_RATE = 16000
@@ -183,7 +184,8 @@ class SpeechSRGenerator(nn.Module):
         n_out = self.output_length(length)
         h = self.conv_pre(x)
         left, right, w_left, w_right = resize_positions(length, n_out, 0, n_out, x.device)
-        return self.decode(apply_resize(h, left, right, w_left, w_right))
+        with reuse_scratch():
+            return self.decode(apply_resize(h, left, right, w_left, w_right))
 
 
 class SpeechSR(nn.Module):
