@@ -180,11 +180,15 @@ class Activation1d(nn.Module):
             and low.stride == self.down_ratio
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T) when both ratios are equal."""
+    def forward(self, x: torch.Tensor, scratch_output: bool = False) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T) when both ratios are equal.
+
+        With `scratch_output` (inference inside `reuse_scratch`), the result lives in a scratch tensor
+        that the next such call in this thread overwrites: only for a result consumed at once.
+        """
         if not self.fused:
             return self.downsample(self.act(self.upsample(x)))
-        return self._forward_phases(x)
+        return self._forward_phases(x, scratch_output)
 
     def _phase_plan(self, dtype: torch.dtype, device: torch.device) -> _PhasePlan:
         """Tap layout of the phase-domain path, cached until the filter buffers change."""
@@ -197,7 +201,7 @@ class Activation1d(nn.Module):
         self._plan_cache = (key, plan)
         return plan
 
-    def _forward_phases(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_phases(self, x: torch.Tensor, scratch_output: bool = False) -> torch.Tensor:
         """Same result as the composed path, computed on the ``r`` phases of the upsampled signal.
 
         The decimating filter computes ``y[k] = sum_t h[t] v[clamp(r k + t - pad_left)]`` over the
@@ -241,7 +245,8 @@ class Activation1d(nn.Module):
             if tail_from < row_len:
                 rows[:, :, b, tail_from:] = tail
         if shifted_adds:
-            out = x.new_empty(batch, channels, length)
+            shape = (batch, channels, length)
+            out = scratch("alias_free.out", shape, x) if scratch_output else x.new_empty(shape)
             _fir(rows[:, :, 0], plan.down_taps[0], 0, out)
             for b in range(1, r):
                 _fir(rows[:, :, b], plan.down_taps[b], 0, out, accumulate=True)
