@@ -1,0 +1,236 @@
+"""Anti-aliased resampling and activation (the "alias-free" blocks of BigVGAN-style generators).
+
+A pointwise nonlinearity creates harmonics above Nyquist. `Activation1d` therefore upsamples by
+``r`` with a windowed-sinc low-pass, applies the nonlinearity, low-passes again and decimates by
+``r``. Edges use replicate padding, as the official models do.
+
+The official implementation zero-stuffs with ``conv_transpose1d`` and then filters the full-rate
+signal with a strided convolution. The same numbers are computed here with polyphase filters: the
+upsampler is one grouped convolution with ``r`` short filters per channel (no zero-stuffing), and
+`Activation1d` keeps the upsampled signal split into its ``r`` phases, so the decimating filter reads
+it without ever interleaving or re-padding the full-rate signal. Buffers keep the official names and
+shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, kernel_size]``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
+    """Kaiser-windowed sinc low-pass, normalised to unit DC gain.
+
+    `cutoff` and `half_width` are fractions of the sampling rate (Nyquist = 0.5). Returns
+    ``[1, 1, kernel_size]``. Even sizes are centred between two taps.
+    """
+    half = kernel_size // 2
+    # Kaiser's design rule: attenuation from the transition width, then the window's beta.
+    attenuation = 2.285 * (half - 1) * math.pi * (4 * half_width) + 7.95
+    if attenuation > 50.0:
+        beta = 0.1102 * (attenuation - 8.7)
+    elif attenuation >= 21.0:
+        beta = 0.5842 * (attenuation - 21) ** 0.4 + 0.07886 * (attenuation - 21.0)
+    else:
+        beta = 0.0
+    window = torch.kaiser_window(kernel_size, beta=beta, periodic=False)
+    # Tap times in samples from the centre; an even-length filter is centred between two taps.
+    time = torch.arange(-half, half) + 0.5 if kernel_size % 2 == 0 else torch.arange(kernel_size) - half
+    if cutoff == 0:
+        taps = torch.zeros_like(time)
+    else:
+        taps = 2 * cutoff * window * torch.sinc(2 * cutoff * time)
+        taps /= taps.sum()
+    return taps.view(1, 1, kernel_size)
+
+
+class LowPassFilter1d(nn.Module):
+    """Depthwise windowed-sinc low-pass, optionally strided (decimation). Buffer: ``filter`` [1, 1, K]."""
+
+    def __init__(self, cutoff: float = 0.5, half_width: float = 0.6, stride: int = 1, padding: bool = True,
+                 padding_mode: str = "replicate", kernel_size: int = 12) -> None:
+        super().__init__()
+        if not 0.0 <= cutoff <= 0.5:
+            raise ValueError(f"cutoff must be in [0, 0.5] (fraction of the sampling rate), got {cutoff}")
+        self.kernel_size = kernel_size
+        self.pad_left = kernel_size // 2 - int(kernel_size % 2 == 0)
+        self.pad_right = kernel_size // 2
+        self.stride = stride
+        self.padding = padding
+        self.padding_mode = padding_mode
+        self.register_buffer("filter", kaiser_sinc_filter1d(cutoff, half_width, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, ceil(T / stride)) with padding, else (B, C, (T - K) // stride + 1)."""
+        channels = x.shape[1]
+        if self.padding:
+            x = F.pad(x, (self.pad_left, self.pad_right), mode=self.padding_mode)
+        return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.stride, groups=channels)
+
+
+class UpSample1d(nn.Module):
+    """Upsample by an integer ratio with a windowed-sinc interpolation filter. Buffer: ``filter`` [1, 1, K]."""
+
+    def __init__(self, ratio: int = 2, kernel_size: int | None = None) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.kernel_size = int(6 * ratio // 2) * 2 if kernel_size is None else kernel_size
+        # Replicate padding of the low-rate input, and where the official transposed convolution's
+        # output is cropped: both define the exact output and are kept here.
+        self.pad = self.kernel_size // ratio - 1
+        self.crop_left = self.pad * ratio + (self.kernel_size - ratio) // 2
+        self.register_buffer(
+            "filter", kaiser_sinc_filter1d(0.5 / ratio, 0.6 / ratio, self.kernel_size)
+        )
+
+    @property
+    def polyphase(self) -> bool:
+        """Whether the filter splits into ``ratio`` equal-length phases (true for the official sizes)."""
+        return self.kernel_size % self.ratio == 0
+
+    def phase_filters(self, phase_order: list[int] | None = None) -> torch.Tensor:
+        """The ``ratio`` sub-filters as cross-correlation kernels, gain ``ratio`` folded in.
+
+        Returns ``[len(phase_order), 1, K // ratio]``; row ``i`` computes output phase ``phase_order[i]``.
+        """
+        r, taps = self.ratio, self.kernel_size // self.ratio
+        order = range(r) if phase_order is None else phase_order
+        filt = self.filter.view(-1) * r
+        # Phase p of the zero-stuffed convolution uses taps p, p + r, ...; flipped for cross-correlation.
+        return torch.stack([filt[p::r].flip(0) for p in order]).view(-1, 1, taps)
+
+    def padded_phases(self, x: torch.Tensor, extra_left: int = 0, extra_right: int = 0,
+                      phase_order: list[int] | None = None) -> torch.Tensor:
+        """All output phases of the replicate-padded input, ``(B, C, n_phases, T + pad + extra)``.
+
+        Entry ``[..., i, s]`` is phase ``p = phase_order[i]`` of the zero-stuffed filter at low-rate
+        position ``s - extra_left``. Output sample ``n`` of `forward` is phase ``(n + o) % r`` at
+        position ``(n + o) // r`` with ``o = (K - r) // 2``.
+        """
+        channels = x.shape[1]
+        order = list(range(self.ratio)) if phase_order is None else phase_order
+        xp = F.pad(x, (self.pad + extra_left, self.pad + extra_right), mode="replicate")
+        weight = self.phase_filters(order).to(x.dtype).repeat(channels, 1, 1)
+        out = F.conv1d(xp, weight, groups=channels)
+        return out.view(x.shape[0], channels, len(order), -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, ratio * T)."""
+        r, length = self.ratio, x.shape[-1]
+        if not self.polyphase:
+            channels = x.shape[1]
+            xp = F.pad(x, (self.pad, self.pad), mode="replicate")
+            y = r * F.conv_transpose1d(xp, self.filter.expand(channels, -1, -1), stride=r, groups=channels)
+            return y[..., self.crop_left : self.crop_left + r * length]
+        phases = self.padded_phases(x)  # (B, C, r, T + pad)
+        interleaved = phases.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
+        # Phase sample s of the stuffed convolution sits at r * s + p, shifted by K - r against the
+        # transposed convolution's output, which the official code crops by `crop_left`.
+        start = self.crop_left - (self.kernel_size - r)
+        return interleaved[..., start : start + r * length]
+
+
+class DownSample1d(nn.Module):
+    """Low-pass then decimate by an integer ratio. Buffer: ``lowpass.filter`` [1, 1, K]."""
+
+    def __init__(self, ratio: int = 2, kernel_size: int | None = None) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.kernel_size = int(6 * ratio // 2) * 2 if kernel_size is None else kernel_size
+        self.lowpass = LowPassFilter1d(
+            cutoff=0.5 / ratio, half_width=0.6 / ratio, stride=ratio, kernel_size=self.kernel_size
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, ceil(T / ratio))."""
+        return self.lowpass(x)
+
+
+class Activation1d(nn.Module):
+    """Anti-aliased pointwise activation: upsample, activation, low-pass and decimate.
+
+    `activation` must act elementwise with channels on dim 1 (any trailing layout), as `SnakeBeta`.
+    """
+
+    def __init__(self, activation: nn.Module, up_ratio: int = 2, down_ratio: int = 2,
+                 up_kernel_size: int = 12, down_kernel_size: int = 12) -> None:
+        super().__init__()
+        self.up_ratio = up_ratio
+        self.down_ratio = down_ratio
+        self.act = activation
+        self.upsample = UpSample1d(up_ratio, up_kernel_size)
+        self.downsample = DownSample1d(down_ratio, down_kernel_size)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the phase-domain path applies (equal ratios, polyphase upsampler, replicate padding)."""
+        low = self.downsample.lowpass
+        return (
+            self.up_ratio == self.down_ratio
+            and self.upsample.polyphase
+            and low.padding
+            and low.padding_mode == "replicate"
+            and low.stride == self.down_ratio
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T) when both ratios are equal."""
+        if not self.fused:
+            return self.downsample(self.act(self.upsample(x)))
+        return self._forward_phases(x)
+
+    def _forward_phases(self, x: torch.Tensor) -> torch.Tensor:
+        """Same result as the composed path, computed on the ``r`` phases of the upsampled signal.
+
+        The decimating filter computes ``y[k] = sum_t h[t] v[clamp(r k + t - pad_left)]`` over the
+        activated full-rate signal ``v``. Grouping taps by ``b = (t - pad_left) mod r`` turns it into
+        ``r`` stride-1 filters, each reading one phase row ``R_b[j] = v[r (j + a_b) + b]``. Each row is
+        one output phase of the upsampler (shifted), so no interleaving is needed. Row positions that
+        fall outside ``[0, r T)`` are the decimator's replicate padding: they are set to ``v[0]`` or
+        ``v[r T - 1]``.
+        """
+        up, low = self.upsample, self.downsample.lowpass
+        r, batch, channels, length = self.up_ratio, x.shape[0], x.shape[1], x.shape[-1]
+        k_down, pad_left = low.kernel_size, low.pad_left
+        # Per decimator phase b: first tap group a_b, and the number of taps it holds.
+        first = [-((b + pad_left) // r) for b in range(r)]
+        count = [(k_down - 1 - b - pad_left) // r - first[b] + 1 for b in range(r)]
+        n_taps = max(count)
+        # Upsampler output sample m lives in phase (m + off) % r at position (m + off) // r.
+        off = (up.kernel_size - r) // 2
+        src_phase = [(b + off) % r for b in range(r)]
+        shift = [first[b] + (b + off) // r for b in range(r)]
+        row_len = length + n_taps - 1
+        extra_left = max(0, -min(shift))
+        extra_right = max(0, max(shift) + n_taps - 1 - up.pad)
+        phases = up.padded_phases(x, extra_left, extra_right, phase_order=src_phase)
+        if len(set(shift)) == 1:
+            start = shift[0] + extra_left
+            rows = phases[..., start : start + row_len]
+        else:
+            rows = torch.stack(
+                [phases[:, :, b, shift[b] + extra_left : shift[b] + extra_left + row_len] for b in range(r)],
+                dim=2,
+            )
+        rows = self.act(rows)
+        # Replicate padding of the decimator: v[0] is row 0 at j = -first[0]; v[rT-1] is row r-1 at
+        # j = T - 1 - first[r-1].
+        head = rows[:, :, 0, -first[0]].clone()
+        tail = rows[:, :, r - 1, length - 1 - first[r - 1]].clone()
+        for b in range(r):
+            n_head = max(0, (-(r * first[b] + b) + r - 1) // r)
+            if n_head:
+                rows[:, :, b, :n_head] = head[..., None]
+            tail_from = length - first[b]
+            if tail_from < row_len:
+                rows[:, :, b, tail_from:] = tail[..., None]
+        weight = torch.zeros(r, n_taps, dtype=x.dtype, device=x.device)
+        taps = low.filter.view(-1).to(x.dtype)
+        for b in range(r):
+            idx = torch.arange(count[b], device=x.device) * r + r * first[b] + b + pad_left
+            weight[b, : count[b]] = taps[idx]
+        weight = weight.unsqueeze(0).expand(channels, -1, -1)
+        return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
