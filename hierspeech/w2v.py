@@ -1,0 +1,233 @@
+"""wav2vec 2.0 (MMS-300m / XLS-R-300m) content features: the hidden state entering layer 7.
+
+The synthesizer consumes ``hidden_states[7]`` of transformers' ``Wav2Vec2Model`` run on the
+raw waveform (no feature-extractor normalisation): the input of the 8th transformer layer, i.e.
+the output of layer index 6. For the stable-layer-norm variant (MMS, XLS-R) the encoder's final
+``layer_norm`` applies only to the LAST hidden state, so a model cut to 7 layers must skip it to
+reproduce ``hidden_states[7]`` exactly; the post-norm variant applies its norm before the layers
+and keeps it. :class:`Wav2Vec2Features` keeps layers 0..6 only (~7/24 of the encoder cost).
+
+Audio preparation: zero-pad the end to the next multiple of 1280 samples (a full 1280 more when
+already a multiple), then reflect-pad 40 samples on both sides. T samples give
+``padded_length // 320`` frames at 50 Hz, the same count as the F0 track // 4.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+DEFAULT_MODEL = "facebook/mms-300m"
+XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
+FEATURE_LAYER = 7
+SAMPLE_RATE = 16000
+HOP_MULTIPLE = 1280
+REFLECT_PAD = 40
+HOP = 320
+DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120
+"""Padded samples per batch (2 minutes of audio): bounds activation memory."""
+DEFAULT_MAX_PADDING = 0.25
+"""Largest fraction of a batch's longest item that a shorter item may be padded with."""
+
+
+def padded_length(n_samples: int) -> int:
+    """Length after the end padding to a multiple of 1280 (before the reflect padding)."""
+    return (n_samples // HOP_MULTIPLE + 1) * HOP_MULTIPLE
+
+
+def num_frames(n_samples: int) -> int:
+    """w2v frames for `n_samples` of 16 kHz audio (50 Hz)."""
+    return padded_length(n_samples) // HOP
+
+
+def prepare_audio(wav_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T,) audio -> (padded_length(T) + 80,) float32 model input."""
+    wav = torch.as_tensor(wav_16k)
+    if wav.dim() == 2 and wav.shape[0] == 1:
+        wav = wav[0]
+    if wav.dim() != 1 or wav.shape[0] == 0:
+        raise ValueError(f"expected non-empty mono audio of shape (T,) or (1, T), got {tuple(wav.shape)}")
+    wav = wav.to(torch.float32)
+    wav = F.pad(wav, (0, padded_length(wav.shape[0]) - wav.shape[0]))
+    return F.pad(wav[None, None], (REFLECT_PAD, REFLECT_PAD), mode="reflect")[0, 0]
+
+
+def length_buckets(
+    lengths: Sequence[int],
+    max_batch_size: int,
+    max_batch_samples: int,
+    max_padding: float = DEFAULT_MAX_PADDING,
+) -> list[list[int]]:
+    """Indices grouped longest first into batches of similar length.
+
+    A batch holds at most `max_batch_size` items, at most `max_batch_samples` padded samples
+    (longest x count), and no item shorter than ``(1 - max_padding)`` x its longest one, so
+    padding wastes at most that fraction of any item's compute. An item longer than the sample
+    budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            longest = lengths[batch[0]]
+            if (
+                len(batch) < max_batch_size
+                and longest * (len(batch) + 1) <= max_batch_samples
+                and lengths[i] >= (1.0 - max_padding) * longest
+            ):
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+def _frozen_conv(conv: nn.Conv1d) -> nn.Conv1d:
+    """A plain Conv1d holding the current (weight-normed) weight of `conv`: computed once instead
+    of at every call, same values. A new module, so a model sharing `conv`'s class is untouched."""
+    plain = nn.Conv1d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    return plain
+
+
+class Wav2Vec2Features(nn.Module):
+    """A wav2vec 2.0 model cut after the layers that ``hidden_states[layer]`` needs."""
+
+    def __init__(self, model: Wav2Vec2Model, layer: int = FEATURE_LAYER) -> None:
+        super().__init__()
+        config = model.config
+        if not 0 <= layer <= config.num_hidden_layers:
+            raise ValueError(f"layer {layer} out of range for a {config.num_hidden_layers}-layer encoder")
+        if len(model.encoder.layers) < layer:
+            raise ValueError(f"the model has {len(model.encoder.layers)} layers, hidden_states[{layer}] needs {layer}")
+        model.encoder.layers = model.encoder.layers[:layer]
+        if config.do_stable_layer_norm:
+            # hidden_states[layer] is taken before the final norm, which only the last state gets.
+            model.encoder.layer_norm = nn.Identity()
+        model.adapter = None  # hidden_states never pass the adapter
+        model.encoder.pos_conv_embed.conv = _frozen_conv(model.encoder.pos_conv_embed.conv)
+        self.model = model.eval()
+        self.layer = layer
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        layer: int = FEATURE_LAYER,
+        local_files_only: bool | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> Wav2Vec2Features:
+        """Load a Hub model id or local directory, building only the layers needed.
+
+        `local_files_only` defaults to the ``HF_HUB_OFFLINE`` environment variable. Checkpoints
+        saved from ``Wav2Vec2ForPreTraining`` (as MMS-300m is) load too; their extra heads and the
+        unused upper layers are ignored, but any missing weight of the kept part is an error.
+        """
+        if local_files_only is None:
+            local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+        config = Wav2Vec2Config.from_pretrained(name_or_path, local_files_only=local_files_only)
+        if not 0 <= layer <= config.num_hidden_layers:
+            raise ValueError(f"layer {layer} out of range for {name_or_path} ({config.num_hidden_layers} layers)")
+        config.num_hidden_layers = layer
+        model, info = Wav2Vec2Model.from_pretrained(
+            name_or_path,
+            config=config,
+            local_files_only=local_files_only,
+            attn_implementation=attn_implementation,
+            output_loading_info=True,
+        )
+        missing = [k for k in info["missing_keys"] if k != "masked_spec_embed"]
+        if missing or info["mismatched_keys"]:
+            raise RuntimeError(
+                f"{name_or_path}: weights missing from the checkpoint: {missing}; "
+                f"shape mismatches: {info['mismatched_keys']}"
+            )
+        return cls(model, layer)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S) prepared audio (+ (B, S) 1/0 mask) -> (B, frames, C) ``hidden_states[layer]``."""
+        return self.model(input_values, attention_mask=attention_mask).last_hidden_state
+
+    @torch.inference_mode()
+    def extract(
+        self,
+        wavs: Sequence[np.ndarray | torch.Tensor],
+        *,
+        max_batch_size: int = 8,
+        max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
+        max_padding: float = DEFAULT_MAX_PADDING,
+        dtype: torch.dtype = torch.float16,
+    ) -> list[torch.Tensor]:
+        """Features of each 16 kHz mono waveform, batched by length.
+
+        Items are sorted by length and batched with an attention mask; a batch of equal lengths
+        runs without one, exactly as a single item does. Valid frames never see the padding
+        (the conv encoder's receptive field of the last valid frame ends at the item's end, and
+        padded frames are zeroed before the positional conv and masked in attention).
+
+        Returns:
+            one (C, num_frames(T_i)) CPU tensor of `dtype` per input, in input order.
+        """
+        device = next(self.parameters()).device
+        prepared = [prepare_audio(w) for w in wavs]
+        lengths = [p.shape[0] for p in prepared]
+        results: dict[int, torch.Tensor] = {}
+        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, max_padding):
+            longest = lengths[batch[0]]
+            values = torch.zeros(len(batch), longest)
+            mask = torch.zeros(len(batch), longest, dtype=torch.long)
+            for row, i in enumerate(batch):
+                values[row, : lengths[i]] = prepared[i]
+                mask[row, : lengths[i]] = 1
+            needs_mask = any(lengths[i] != longest for i in batch)
+            hidden = self(values.to(device), mask.to(device) if needs_mask else None)
+            for row, i in enumerate(batch):
+                frames = (lengths[i] - 2 * REFLECT_PAD) // HOP
+                results[i] = hidden[row, :frames].transpose(0, 1).to(device="cpu", dtype=dtype)
+        return [results[i] for i in range(len(prepared))]
+
+
+def extract_w2v(
+    model: Wav2Vec2Features,
+    wavs: Sequence[np.ndarray | torch.Tensor],
+    *,
+    max_batch_size: int = 8,
+    max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
+    max_padding: float = DEFAULT_MAX_PADDING,
+    dtype: torch.dtype = torch.float16,
+) -> list[torch.Tensor]:
+    """Functional form of :meth:`Wav2Vec2Features.extract`: one (C, frames) tensor per waveform."""
+    return model.extract(
+        wavs,
+        max_batch_size=max_batch_size,
+        max_batch_samples=max_batch_samples,
+        max_padding=max_padding,
+        dtype=dtype,
+    )
