@@ -112,6 +112,42 @@ def prepare(manifest_path: Path, output: str, sample_rate: int, channel_policy: 
 
 
 @main.command()
+@click.argument("input_spec", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
+@click.option("--sr", "sample_rate", type=click.Choice(["48000", "24000"]), default="48000", show_default=True, help="Output rate: the SpeechSR 48k or 24k model.")
+@click.option("--normalize", type=click.Choice(["source", "peak", "none"]), default="source", show_default=True, help="source: keep the input's peak level; peak: peak 0.999 as upstream; none: raw model output.")
+@click.option("--bits", type=click.Choice(["16", "24"]), default="16", show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="SpeechSR G_*.pth (config.json beside it); default: $HSP_WEIGHTS_DIR, else a verified download.")
+@click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True, help="SpeechSR actors (model copies).")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="Fractions share a GPU (e.g. 0.25: four actors per GPU).")
+@click.option("--cpus-per-actor", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True)
+@click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=20.0, show_default=True, help="Output audio per model call (memory budget; does not change results).")
+@click.option("--channels", "channel_policy", type=click.Choice(["first", "mean"]), default="first", show_default=True)
+@click.option("--max-seconds", type=float, default=3600.0, show_default=True, help="Reject inputs longer than this.")
+@run_options
+def upsample(input_spec: str, output: str, sample_rate: str, normalize: str, bits: str, checkpoint: str | None,
+             actors: int, gpus_per_actor: float, cpus_per_actor: float, batch_seconds: float, channel_policy: str,
+             max_seconds: float, **kwargs) -> None:
+    """Upsample 16 kHz speech to 48/24 kHz FLAC with SpeechSR.
+
+    INPUT is a Parquet manifest (any rate: resampled to 16 kHz first) or WebDataset tar shards: a
+    directory, a glob or a brace pattern (quote it); non-audio members pass through unchanged.
+    """
+    from hierspeech.weights import WeightsError
+    from pipeline.tar_source import TarSourceError
+    from pipeline.upsample import input_manifest, upsample_job
+
+    try:
+        job = upsample_job(int(sample_rate), normalize=normalize, bits=int(bits), checkpoint=checkpoint, actors=actors,
+                           gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_seconds=batch_seconds,
+                           channel_policy=channel_policy, max_seconds=max_seconds)
+        manifest_path = input_manifest(input_spec, output)
+    except (WeightsError, TarSourceError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _run(job, manifest_path, output, make_run_options(**kwargs))
+
+
+@main.command()
 @click.argument("output", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def inspect(output: str, as_json: bool) -> None:
@@ -128,14 +164,29 @@ def inspect(output: str, as_json: bool) -> None:
 @click.option("-o", "--output", default="demo-out", show_default=True, help="Folder for the demo outputs.")
 @click.option("--num-cpus", type=int, default=None)
 def demo(output: str, num_cpus: int | None) -> None:
-    """Run the pipeline on the bundled examples (local Ray, no network needed)."""
+    """Run the pipeline on the bundled examples (local Ray): prepare, then upsample the shards to 48 kHz."""
+    from hierspeech.weights import WeightsError
     from pipeline.prepare import prepare_job
+    from pipeline.upsample import input_manifest, upsample_job
 
     manifest_path = EXAMPLES_DIR / "examples.parquet"
     base = Path(output)
     options = RunOptions(num_cpus=num_cpus, rows_per_shard=4, command=["hsp", *sys.argv[1:]])
     click.echo(f"== prepare: {manifest_path} -> {base / 'prepared'}")
     _run(prepare_job(16000), manifest_path, str(base / "prepared"), options)
+    click.echo(f"== upsample (SpeechSR 48k): {base / 'prepared'} shards -> {base / 'upsampled48k'}")
+    try:
+        job = upsample_job(48000, download_timeout=30.0)
+    except WeightsError as exc:
+        click.echo(
+            f"skipping upsample: no SpeechSR weights ({exc}).\n"
+            "To run it, set HSP_WEIGHTS_DIR to a folder holding speechsr48k/G_100000.pth and its config.json "
+            "(the layout of the upstream HierSpeechpp repository), or allow the download from GitHub "
+            "(cached in ~/.cache/hierspeech-pipeline, sha256-verified).",
+            err=True,
+        )
+        return
+    _run(job, input_manifest(str(base / "prepared"), str(base / "upsampled48k")), str(base / "upsampled48k"), options)
 
 
 def _run(job, manifest_path, output, options: RunOptions) -> None:

@@ -7,6 +7,12 @@ from pipeline.manifest import BASE_COLUMNS, Column
 # Jobs add their own columns here (e.g. synthesize vc: target_audio, noise_scale, seed).
 JOB_COLUMNS: dict[str, tuple[Column, ...]] = {
     "prepare": (),
+    # tar_key / tar_member / tar_members: only in the internal manifests of tar input (pipeline.tar_source)
+    "upsample": (
+        Column("tar_key", "string"),
+        Column("tar_member", "string"),
+        Column("tar_members", "string"),
+    ),
 }
 
 
