@@ -9,6 +9,7 @@ sample byte for byte. See docs/upsample.md.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 import numpy as np
@@ -205,7 +206,9 @@ class SpeechSRStage(Stage):
         from hierspeech.speechsr_batching import DEFAULT_WINDOW
         from hierspeech.weights import WeightsError, resolve_speechsr_checkpoint
 
-        path = resolve_speechsr_checkpoint(self.variant, self.checkpoint)
+        # the driver's resolved file when this node sees it (shared storage), else this node's own lookup
+        here = self.checkpoint if self.checkpoint and os.path.isfile(self.checkpoint) else None
+        path = resolve_speechsr_checkpoint(self.variant, here)
         if self.expected_sha256 and sha256_file(path) != self.expected_sha256:
             raise WeightsError(f"{path} on this node is not the checkpoint the job started with "
                                f"(sha256 {self.expected_sha256}); give every node the same weights")
@@ -304,7 +307,7 @@ def upsample_job(
         return [
             UpsampleDecodeStage(channel_policy=channel_policy, max_seconds=max_seconds,
                                 resources=Resources(num_cpus=cpus_per_task)),
-            SpeechSRStage(variant, checkpoint=checkpoint, expected_sha256=sha, batch_seconds=batch_seconds,
+            SpeechSRStage(variant, checkpoint=str(path), expected_sha256=sha, batch_seconds=batch_seconds,
                           window=window,
                           resources=Resources(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, actors=actors)),
             NormalizeStage(normalize, resources=Resources(num_cpus=cpus_per_task)),
