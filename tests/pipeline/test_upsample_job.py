@@ -243,11 +243,11 @@ def test_upsample_cli_driver_sigkill_then_rerun_is_exactly_once(tmp_path, refere
     d = tmp_path / "tars"
     d.mkdir()
     expected = []
-    for shard in range(3):
+    for shard in range(4):
         rows = []
-        for i in range(6):
+        for i in range(9):
             key = f"s{shard}_{i}"
-            rows.append((key, {"flac": _audio_bytes(tone(0.2, 16000, freq=200 + 10 * i), 16000), "txt": key.encode()}))
+            rows.append((key, {"flac": _audio_bytes(tone(0.3, 16000, freq=200 + 10 * i), 16000), "txt": key.encode()}))
             expected.append(key)
         write_tar(d / f"in-{shard}.tar", rows)
     out = tmp_path / "out"
@@ -267,7 +267,7 @@ def test_upsample_cli_driver_sigkill_then_rerun_is_exactly_once(tmp_path, refere
             proc.kill()
         log.close()
     before = _committed_shards(out)
-    assert 1 <= len(_committed(out)) < 9, "the kill came too late to test a resume"
+    assert 1 <= len(_committed(out)) < 18, "the kill came too late to test a resume"
     done = subprocess.run(_upsample_command(str(d), out), env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     written = pq.read_table(out / "index.parquet").column("id").to_pylist()
