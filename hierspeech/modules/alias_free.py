@@ -206,15 +206,33 @@ class Activation1d(nn.Module):
         row_len = length + n_taps - 1
         extra_left = max(0, -min(shift))
         extra_right = max(0, max(shift) + n_taps - 1 - up.pad)
-        phases = up.padded_phases(x, extra_left, extra_right, phase_order=src_phase)
-        if len(set(shift)) == 1:
-            start = shift[0] + extra_left
-            rows = phases[..., start : start + row_len]
+        up_taps = up.phase_filters(src_phase).to(x.dtype)[:, 0]  # (r, K_up / r)
+        down_taps = low.filter.view(-1).to(x.dtype)
+        down_weight = torch.stack(
+            [
+                torch.cat([down_taps[r * first[b] + b + pad_left :: r][: count[b]],
+                           down_taps.new_zeros(n_taps - count[b])])
+                for b in range(r)
+            ]
+        )  # (r, n_taps): row b, tap i multiplies R_b[k + i]
+        shifted_adds = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if shifted_adds:
+            # On CPU, short depthwise filters as a few in-place multiply-adds of shifted views are
+            # several times faster than grouped convolutions (see bench/bench_speechsr.py).
+            xp = F.pad(x, (up.pad + extra_left, up.pad + extra_right), mode="replicate")
+            rows = x.new_empty(batch, channels, r, row_len)
+            for b in range(r):
+                _fir(xp, up_taps[b].tolist(), shift[b] + extra_left, rows[:, :, b])
         else:
-            rows = torch.stack(
-                [phases[:, :, b, shift[b] + extra_left : shift[b] + extra_left + row_len] for b in range(r)],
-                dim=2,
-            )
+            phases = up.padded_phases(x, extra_left, extra_right, phase_order=src_phase)
+            if len(set(shift)) == 1:
+                start = shift[0] + extra_left
+                rows = phases[..., start : start + row_len]
+            else:
+                rows = torch.stack(
+                    [phases[:, :, b, shift[b] + extra_left : shift[b] + extra_left + row_len] for b in range(r)],
+                    dim=2,
+                )
         rows = self.act(rows)
         # Replicate padding of the decimator: v[0] is row 0 at j = -first[0]; v[rT-1] is row r-1 at
         # j = T - 1 - first[r-1].
@@ -227,10 +245,24 @@ class Activation1d(nn.Module):
             tail_from = length - first[b]
             if tail_from < row_len:
                 rows[:, :, b, tail_from:] = tail[..., None]
-        weight = torch.zeros(r, n_taps, dtype=x.dtype, device=x.device)
-        taps = low.filter.view(-1).to(x.dtype)
-        for b in range(r):
-            idx = torch.arange(count[b], device=x.device) * r + r * first[b] + b + pad_left
-            weight[b, : count[b]] = taps[idx]
-        weight = weight.unsqueeze(0).expand(channels, -1, -1)
+        if shifted_adds:
+            out = x.new_empty(batch, channels, length)
+            weights = down_weight.tolist()
+            _fir(rows[:, :, 0], weights[0], 0, out)
+            for b in range(1, r):
+                _fir(rows[:, :, b], weights[b], 0, out, accumulate=True)
+            return out
+        weight = down_weight.unsqueeze(0).expand(channels, -1, -1)
         return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
+
+
+def _fir(x: torch.Tensor, taps: list[float], start: int, out: torch.Tensor, accumulate: bool = False) -> None:
+    """``out[..., k] (+)= sum_i taps[i] * x[..., start + k + i]`` with in-place multiply-adds."""
+    n = out.shape[-1]
+    i0 = 0
+    if not accumulate:
+        torch.mul(x[..., start : start + n], taps[0], out=out)
+        i0 = 1
+    for i in range(i0, len(taps)):
+        if taps[i] != 0.0:
+            out.add_(x[..., start + i : start + i + n], alpha=taps[i])
