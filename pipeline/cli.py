@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -176,13 +177,14 @@ def demo(output: str, num_cpus: int | None) -> None:
     _run(prepare_job(16000), manifest_path, str(base / "prepared"), options)
     click.echo(f"== upsample (SpeechSR 48k): {base / 'prepared'} shards -> {base / 'upsampled48k'}")
     try:
-        job = upsample_job(48000, download_timeout=30.0)
+        threads = max(1, min(4, (os.cpu_count() or 2) // 2))  # the model is the slow part; give it cores
+        job = upsample_job(48000, cpus_per_actor=threads, download_timeout=30.0)
     except WeightsError as exc:
         click.echo(
-            f"skipping upsample: no SpeechSR weights ({exc}).\n"
-            "To run it, set HSP_WEIGHTS_DIR to a folder holding speechsr48k/G_100000.pth and its config.json "
-            "(the layout of the upstream HierSpeechpp repository), or allow the download from GitHub "
-            "(cached in ~/.cache/hierspeech-pipeline, sha256-verified).",
+            f"skipping upsample (the prepare output above is complete): {exc}\n"
+            "To run it: set HSP_WEIGHTS_DIR to a folder with speechsr48k/G_100000.pth and its config.json "
+            "(the layout of the upstream repository), or allow the one-time download (sha256-verified, cached in "
+            "$HSP_CACHE_DIR or ~/.cache/hierspeech-pipeline); then run `hsp demo` again.",
             err=True,
         )
         return
