@@ -327,6 +327,8 @@ def upsample_job(
 def input_manifest(spec: str, out_root: str) -> str:
     """The manifest to run on: `spec` itself, or for tar input the internal manifest written to OUT/_state."""
     if not is_tar_input(spec):
+        if "://" not in spec and not os.path.exists(spec):
+            raise FileNotFoundError(f"input not found: {spec} (a Parquet manifest, or tar shards: folder, glob, brace pattern)")
         return spec
     table = build_tar_manifest(spec)
     out = OutputDir(str(out_root))
