@@ -291,7 +291,8 @@ def upsample_job(
 ) -> Job:
     """Resolve the SpeechSR weights now (download or `WeightsError` on the driver), then build the job."""
     from hierspeech.checkpoint import sha256_file
-    from hierspeech.weights import resolve_speechsr_checkpoint
+    from hierspeech.speechsr import SpeechSRConfig
+    from hierspeech.weights import WeightsError, resolve_speechsr_checkpoint
 
     variant = {48000: "48k", 24000: "24k"}.get(int(sample_rate))
     if variant is None:
@@ -299,6 +300,10 @@ def upsample_job(
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"unknown normalization {normalize!r}; use one of {NORMALIZE_MODES}")
     path = resolve_speechsr_checkpoint(variant, checkpoint, timeout=download_timeout)
+    config_rate = SpeechSRConfig.from_json(path.with_name("config.json")).sampling_rate
+    if config_rate != int(sample_rate):
+        raise WeightsError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
+                           "pass the matching --checkpoint or --sr")
     sha = sha256_file(path)
     model_record = {"name": "SpeechSR", "variant": variant, "checkpoint": str(path), "checkpoint_sha256": sha,
                     "config": str(path.with_name("config.json"))}

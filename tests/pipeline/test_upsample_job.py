@@ -133,6 +133,21 @@ def test_tar_source_offsets_ids_and_specs(tmp_path):
         build_tar_manifest(f"{out}/shards/*.tar")
 
 
+def test_cli_refuses_missing_input_and_mismatched_weights(tmp_path, reference_dir):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["upsample", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "input not found" in result.output
+    wrong = reference_dir / "weights" / "speechsr24k" / "G_340000.pth"
+    result = runner.invoke(main, ["upsample", str(tmp_path), "-o", str(tmp_path / "o"), "--checkpoint", str(wrong)])
+    assert result.exit_code == 1 and "is a 24000 Hz SpeechSR" in result.output
+    result = runner.invoke(main, ["upsample", f"{tmp_path}/*.tar", "-o", str(tmp_path / "o"), "--sr", "24000"])
+    assert result.exit_code == 1 and "no .tar shards match" in result.output
+
+
 # -- real Ray ---------------------------------------------------------------------------------------
 def test_manifest_input_48k_golden_levels_and_bad_inputs(tmp_path, reference_dir, ray_local):
     d = tmp_path / "corpus"
