@@ -274,8 +274,14 @@ def test_upsample_cli_driver_sigkill_then_rerun_is_exactly_once(tmp_path, refere
         while not _committed(out) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         assert proc.poll() is None, "the job ended before its first commit could be interrupted"
-        _reap_later(psutil.Process(proc.pid).children(recursive=True))
+        # The whole machine dies: the driver and the Ray processes it started (otherwise tasks already
+        # queued would go on committing parts after the driver's death, and nothing would be left to resume).
+        tree = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGKILL)
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        _reap_later(tree)
         proc.wait(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
