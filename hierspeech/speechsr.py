@@ -26,6 +26,7 @@ from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.common import WNConv1d, get_padding
 from hierspeech.modules.resize import apply_resize, resize_positions
+from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.snake import SnakeBeta
 
 INPUT_SAMPLING_RATE = 16000
@@ -109,9 +110,12 @@ class AMPBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, T)."""
+        inplace = not torch.is_grad_enabled()
         for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
-            y = conv1(self.activations[2 * i](x))
-            x = conv2(self.activations[2 * i + 1](y)) + x
+            # Activation outputs go straight into a convolution, so they may live in scratch memory.
+            y = conv1(self.activations[2 * i](x, scratch_output=inplace))
+            y = conv2(self.activations[2 * i + 1](y, scratch_output=inplace))
+            x = y.add_(x) if inplace else y + x
         return x
 
     def radius(self) -> int:
@@ -163,11 +167,13 @@ class SpeechSRGenerator(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Output-rate half: (B, C, L) hidden features -> (B, 1, L) waveform in [-1, 1]."""
+        inplace = not torch.is_grad_enabled()
         out = self.resblocks[0](z)
         for block in self.resblocks[1:]:
-            out = out + block(z)
-        out = out / len(self.resblocks)
-        return torch.tanh(self.conv_post(self.activation_post(out)))
+            out = out.add_(block(z)) if inplace else out + block(z)
+        out = out.div_(len(self.resblocks)) if inplace else out / len(self.resblocks)
+        out = self.conv_post(self.activation_post(out, scratch_output=inplace))
+        return out.tanh_() if inplace else torch.tanh(out)
 
     def radius(self) -> int:
         """Context (output-rate samples, each side) that `decode` needs for one output sample."""
@@ -183,7 +189,8 @@ class SpeechSRGenerator(nn.Module):
         n_out = self.output_length(length)
         h = self.conv_pre(x)
         left, right, w_left, w_right = resize_positions(length, n_out, 0, n_out, x.device)
-        return self.decode(apply_resize(h, left, right, w_left, w_right))
+        with reuse_scratch():
+            return self.decode(apply_resize(h, left, right, w_left, w_right))
 
 
 class SpeechSR(nn.Module):

@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from hierspeech.modules.resize import apply_resize, resize_positions
+from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.speechsr import SpeechSR
 
 DEFAULT_WINDOW = 16384
@@ -124,7 +125,7 @@ def upsample_batch(
     for i, out in enumerate(outputs):
         for win in plan_windows(i, out.shape[0], window, radius):
             groups[win.stop - win.start].append(win)
-    with torch.inference_mode():
+    with torch.inference_mode(), reuse_scratch():
         for _, wins in sorted(groups.items()):
             for at in range(0, len(wins), batch_size):
                 chunk = wins[at : at + batch_size]
