@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -239,6 +240,42 @@ def export_upstream_command(output: str, to_dir: Path, name: str, test_count: in
 
 
 @main.command()
+@click.argument("input_spec", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output folder (local path or URI).")
+@click.option("--sr", "sample_rate", type=click.Choice(["48000", "24000"]), default="48000", show_default=True, help="Output rate: the SpeechSR 48k or 24k model.")
+@click.option("--normalize", type=click.Choice(["source", "peak", "none"]), default="source", show_default=True, help="source: keep the input's peak level; peak: peak 0.999 as upstream; none: raw model output.")
+@click.option("--bits", type=click.Choice(["16", "24"]), default="16", show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="SpeechSR G_*.pth (config.json beside it); default: $HSP_WEIGHTS_DIR, else a verified download.")
+@click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True, help="SpeechSR actors (model copies).")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="Fractions share a GPU (e.g. 0.25: four actors per GPU).")
+@click.option("--cpus-per-actor", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True)
+@click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Output audio per model call: the memory budget (~90 MB per second at 48 kHz); raise it on GPUs. Does not change results.")
+@click.option("--channels", "channel_policy", type=click.Choice(["first", "mean"]), default="first", show_default=True)
+@click.option("--max-seconds", type=float, default=3600.0, show_default=True, help="Reject inputs longer than this.")
+@run_options
+def upsample(input_spec: str, output: str, sample_rate: str, normalize: str, bits: str, checkpoint: str | None,
+             actors: int, gpus_per_actor: float, cpus_per_actor: float, batch_seconds: float, channel_policy: str,
+             max_seconds: float, **kwargs) -> None:
+    """Upsample 16 kHz speech to 48/24 kHz FLAC with SpeechSR.
+
+    INPUT is a Parquet manifest (any rate: resampled to 16 kHz first) or WebDataset tar shards: a
+    directory, a glob or a brace pattern (quote it); non-audio members pass through unchanged.
+    """
+    from hierspeech.weights import WeightsError
+    from pipeline.tar_source import TarSourceError
+    from pipeline.upsample import input_manifest, upsample_job
+
+    try:
+        job = upsample_job(int(sample_rate), normalize=normalize, bits=int(bits), checkpoint=checkpoint, actors=actors,
+                           gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_seconds=batch_seconds,
+                           channel_policy=channel_policy, max_seconds=max_seconds)
+        manifest_path = input_manifest(input_spec, output)
+    except (WeightsError, TarSourceError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _run(job, manifest_path, output, make_run_options(**kwargs))
+
+
+@main.command()
 @click.argument("output", callback=_check_path_or_uri)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def inspect(output: str, as_json: bool) -> None:
@@ -255,14 +292,30 @@ def inspect(output: str, as_json: bool) -> None:
 @click.option("-o", "--output", default="demo-out", show_default=True, help="Folder for the demo outputs.")
 @click.option("--num-cpus", type=int, default=None)
 def demo(output: str, num_cpus: int | None) -> None:
-    """Run the pipeline on the bundled examples (local Ray, no network needed)."""
+    """Run the pipeline on the bundled examples (local Ray): prepare, then upsample the shards to 48 kHz."""
+    from hierspeech.weights import WeightsError
     from pipeline.prepare import prepare_job
+    from pipeline.upsample import input_manifest, upsample_job
 
     manifest_path = EXAMPLES_DIR / "examples.parquet"
     base = Path(output)
     options = RunOptions(num_cpus=num_cpus, rows_per_shard=4, command=["hsp", *sys.argv[1:]])
     click.echo(f"== prepare: {manifest_path} -> {base / 'prepared'}")
     _run(prepare_job(16000), manifest_path, str(base / "prepared"), options)
+    click.echo(f"== upsample (SpeechSR 48k): {base / 'prepared'} shards -> {base / 'upsampled48k'}")
+    try:
+        threads = max(1, min(4, (os.cpu_count() or 2) // 2))  # the model is the slow part; give it cores
+        job = upsample_job(48000, cpus_per_actor=threads, download_timeout=30.0)
+    except WeightsError as exc:
+        click.echo(
+            f"skipping upsample (the prepare output above is complete): {exc}\n"
+            "To run it: set HSP_WEIGHTS_DIR to a folder with speechsr48k/G_100000.pth and its config.json "
+            "(the layout of the upstream repository), or allow the one-time download (sha256-verified, cached in "
+            "$HSP_CACHE_DIR or ~/.cache/hierspeech-pipeline); then run `hsp demo` again.",
+            err=True,
+        )
+        return
+    _run(job, input_manifest(str(base / "prepared"), str(base / "upsampled48k")), str(base / "upsampled48k"), options)
 
 
 def _run(job, manifest_path, output, options: RunOptions) -> None:

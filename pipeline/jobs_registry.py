@@ -8,6 +8,12 @@ from pipeline.manifest import BASE_COLUMNS, Column
 JOB_COLUMNS: dict[str, tuple[Column, ...]] = {
     "prepare": (),
     "extract": (),  # text (tokens) and language (espeak voice) are base columns
+    # tar_key / tar_member / tar_members: only in the internal manifests of tar input (pipeline.tar_source)
+    "upsample": (
+        Column("tar_key", "string"),
+        Column("tar_member", "string"),
+        Column("tar_members", "string"),
+    ),
 }
 
 

@@ -60,13 +60,17 @@ def test_prepare_and_inspect_via_cli_runner(tmp_path, ray_local):
     assert result.exit_code == 3 and "partial" in result.output
 
 
-def test_hsp_console_script_subprocess(tmp_path):
+def test_hsp_console_script_subprocess(tmp_path, reference_dir):
     exe = Path(sys.executable).parent / "hsp"  # the console script installed beside this Python
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               HSP_WEIGHTS_DIR=str(reference_dir / "weights"))
     done = subprocess.run([*command, "demo", "-o", str(tmp_path / "demo")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "COMPLETE" in done.stderr
     index = pq.read_table(tmp_path / "demo" / "prepared" / "index.parquet")
     assert index.num_rows == 7 and set(index.column("sample_rate").to_pylist()) == {16000}
     assert sorted(set(index.column("source_sample_rate").to_pylist())) == [8000, 22050, 44100]
+    upsampled = pq.read_table(tmp_path / "demo" / "upsampled48k" / "index.parquet")  # prepare's shards, SpeechSR 48k
+    assert sorted(upsampled.column("id").to_pylist()) == sorted(index.column("id").to_pylist())
+    assert set(upsampled.column("sample_rate").to_pylist()) == {48000}
