@@ -95,7 +95,7 @@ class _Assets:
 def _bar(progress: bool, total: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="shard" if "shard" in desc else "part", disable=not progress, leave=False)
+    return tqdm(total=total, desc=desc, unit="file", disable=not progress, leave=False)
 
 
 def prepare_folder(dest: Path) -> Path:
@@ -138,7 +138,7 @@ def build_report(root: str, dest: str | Path, samples: int = 6, seed: int = 0, s
     content.stats_rows = len(opened_stats)
     content.feature_figures += _feature_figures(opened_stats, stats, assets)
 
-    with _bar(progress, len({r["shard"] for r in player_rows}), "report: reading audio of samples") as bar:
+    with _bar(progress, len({r["shard"] for r in player_rows}), "report: audio of sampled shards") as bar:
         opened_players = open_rows(out, player_rows, set(AUDIO_EXTS), progress=bar)
     content.sampled_rows = len(opened_players)
     metas = [o.meta for o in opened_players]

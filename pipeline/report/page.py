@@ -33,7 +33,7 @@ figure { margin:0; }
 figure img { width:100%; height:auto; border:1px solid var(--line); border-radius:6px; background:#fff; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
 figcaption b { color:var(--ink); }
-.cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(560px, 1fr)); gap:16px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(520px, 1fr)); gap:16px; }
 .card { border:1px solid var(--line); border-radius:8px; padding:12px 14px; }
 .card h3 { margin:0 0 6px; font-size:14px; font-family:"DejaVu Sans Mono", monospace; word-break:break-all; }
 .card .meta { color:var(--muted); font-size:13px; margin-bottom:6px; }

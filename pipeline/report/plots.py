@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 WIDE = (7.2, 3.0)
 DPI = 110
@@ -26,10 +27,12 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _axes(size=WIDE):
+def _axes(size=WIDE, integer_y: bool = True):
     fig, ax = plt.subplots(figsize=size)
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
+    if integer_y:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, ax
 
 
@@ -39,14 +42,16 @@ def duration_histogram(durations: np.ndarray, source_durations: np.ndarray | Non
     top = float(np.percentile(durations, 99.5)) if durations.size else 1.0
     if source_durations is not None and source_durations.size:
         top = max(top, float(np.percentile(source_durations, 99.5)))
-    bins = np.linspace(0.0, max(top, 1e-3) * 1.02, 40)
-    ax.hist(np.clip(durations, 0, bins[-1]), bins=bins, color=COLOR, alpha=0.85, label=f"output ({durations.size})")
+    low = float(np.percentile(durations, 0.5)) if durations.size else 0.0
+    low = 0.0 if low < 0.4 * top else low * 0.95  # a narrow range (e.g. 3-4 s clips) gets the whole width
+    bins = np.linspace(low, max(top, low + 1e-3) * 1.02, 40)
+    ax.hist(np.clip(durations, bins[0], bins[-1]), bins=bins, color=COLOR, alpha=0.85, label=f"output ({durations.size})")
     differs = False
     if source_durations is not None and source_durations.size:
         same_size = source_durations.size == durations.size
         differs = not (same_size and np.allclose(np.sort(source_durations), np.sort(durations), atol=0.05))
     if differs:
-        ax.hist(np.clip(source_durations, 0, bins[-1]), bins=bins, histtype="step", color=COLOR_2, linewidth=1.5, label="input")
+        ax.hist(np.clip(source_durations, bins[0], bins[-1]), bins=bins, histtype="step", color=COLOR_2, linewidth=1.5, label="input")
         ax.legend(frameon=False)
     ax.set_xlabel("duration (s)")
     ax.set_ylabel("samples")
@@ -58,6 +63,7 @@ def speaker_counts(speakers: Counter, top: int = 20) -> bytes:
     """Horizontal bars: samples per speaker, the `top` largest."""
     common = speakers.most_common(top)
     fig, ax = plt.subplots(figsize=(7.2, max(1.6, 0.28 * len(common) + 0.9)))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.spines[["top", "right"]].set_visible(False)
     names = [str(s) if len(str(s)) <= 24 else str(s)[:23] + "…" for s, _ in common][::-1]
     ax.barh(names, [c for _, c in common][::-1], color=COLOR)
@@ -78,6 +84,7 @@ def input_mix(rates: Counter, channels: Counter) -> bytes:
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("samples")
         ax.grid(axis="y", alpha=0.3)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(axis="x", labelrotation=30 if len(keys) > 4 else 0)
     return _png(fig)
 
@@ -94,7 +101,7 @@ def f0_histogram(voiced: np.ndarray, utterances: int) -> bytes:
 
 def f0_contours(contours: Sequence[tuple[str, np.ndarray]], frame_rate: float = 200.0) -> bytes:
     """A few F0 contours over time; unvoiced frames (0) are gaps."""
-    fig, ax = _axes((7.2, 3.2))
+    fig, ax = _axes((7.2, 3.2), integer_y=False)
     for label, f0 in contours:
         t = np.arange(f0.size) / frame_rate
         ax.plot(t, np.where(f0 > 0, f0, np.nan), linewidth=1.2, label=label if len(label) <= 30 else label[:29] + "…")
@@ -148,7 +155,7 @@ def _log_spectrogram(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
 def spectrograms(panels: Sequence[tuple[str, np.ndarray, int]], max_hz: float | None = None) -> bytes:
     """Spectrograms side by side on one frequency axis (so an added band is visible)."""
     top = max_hz or max(rate / 2 for _, _, rate in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.2, 3.8 * len(panels)), 2.4), squeeze=False)
     for ax, (title, audio, rate) in zip(axes[0], panels, strict=True):
         db, hop = _log_spectrogram(audio, rate)
         ax.imshow(db, origin="lower", aspect="auto", cmap="magma", extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
