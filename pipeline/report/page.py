@@ -34,12 +34,13 @@ figure img { width:100%; height:auto; border:1px solid var(--line); border-radiu
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
 figcaption b { color:var(--ink); }
 .cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(520px, 1fr)); gap:16px; }
+.cards.wide { grid-template-columns:1fr; }
 .card { border:1px solid var(--line); border-radius:8px; padding:12px 14px; }
 .card h3 { margin:0 0 6px; font-size:14px; font-family:"DejaVu Sans Mono", monospace; word-break:break-all; }
 .card .meta { color:var(--muted); font-size:13px; margin-bottom:6px; }
 .card .text { font-style:italic; margin:4px 0 8px; }
 .players { display:flex; flex-wrap:wrap; gap:10px; }
-.player { flex:1 1 240px; }
+.player { flex:1 1 220px; max-width:420px; }
 .player .label { font-size:12px; color:var(--muted); }
 audio { width:100%; height:36px; }
 .card img { width:100%; height:auto; margin-top:8px; border-radius:4px; }
@@ -161,7 +162,7 @@ def _cards_section(content) -> str:
         note = f'<div class="note">{escape(card.note)}</div>' if card.note else ""
         cards.append(f'<div class="card"><h3>{escape(card.sample_id)}</h3><div class="meta">{meta}</div>{text}<div class="players">{players}</div>{note}{spectrogram}</div>')
     how = f"{len(content.cards)} samples drawn at random (seed {content.seed}) from the index"
-    return f'<section id="samples"><h2>{SAMPLE_TITLES[content.kind]}</h2><p class="sub" style="color:var(--muted);margin-top:-6px">{how}</p><div class="cards">{"".join(cards)}</div></section>'
+    return f'<section id="samples"><h2>{SAMPLE_TITLES[content.kind]}</h2><p class="sub" style="color:var(--muted);margin-top:-6px">{how}</p><div class="cards{"" if content.kind == "samples" else " wide"}">{"".join(cards)}</div></section>'
 
 
 def render(content, marker: str) -> str:

@@ -80,7 +80,9 @@ def input_mix(rates: Counter, channels: Counter) -> bytes:
     for ax, counter, label, fmt in ((left, rates, "input sample rate", lambda r: f"{r / 1000:g} kHz"), (right, channels, "input channels", lambda c: f"{c} ch")):
         ax.spines[["top", "right"]].set_visible(False)
         keys = sorted(counter)
-        ax.bar([fmt(k) for k in keys], [counter[k] for k in keys], color=COLOR)
+        ax.bar([fmt(k) for k in keys], [counter[k] for k in keys], color=COLOR, width=0.6)
+        if len(keys) < 3:
+            ax.set_xlim(-1.0, len(keys))
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("samples")
         ax.grid(axis="y", alpha=0.3)
@@ -117,6 +119,7 @@ def w2v_frames(frames: np.ndarray, durations: np.ndarray | None = None, frame_ra
     if durations is None or durations.size != frames.size:
         fig, ax = _axes()
         ax.hist(frames, bins=40, color=COLOR)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("w2v frames per sample")
         ax.set_ylabel("samples")
         ax.set_title("w2v frame counts", fontsize=10)
@@ -125,6 +128,7 @@ def w2v_frames(frames: np.ndarray, durations: np.ndarray | None = None, frame_ra
     for ax in (left, right):
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(alpha=0.3)
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
     left.hist(frames, bins=40, color=COLOR)
     left.set_xlabel("w2v frames per sample")
     left.set_ylabel("samples")
@@ -153,12 +157,19 @@ def _log_spectrogram(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
 
 
 def spectrograms(panels: Sequence[tuple[str, np.ndarray, int]], max_hz: float | None = None) -> bytes:
-    """Spectrograms side by side on one frequency axis (so an added band is visible)."""
+    """Spectrograms side by side on one frequency axis and one colour scale (so an added band shows).
+
+    Above a panel's Nyquist frequency there is nothing: it is drawn in the colour of silence.
+    """
     top = max_hz or max(rate / 2 for _, _, rate in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.2, 3.8 * len(panels)), 2.4), squeeze=False)
-    for ax, (title, audio, rate) in zip(axes[0], panels, strict=True):
-        db, hop = _log_spectrogram(audio, rate)
-        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
+    computed = [(title, *_log_spectrogram(audio, rate), rate) for title, audio, rate in panels]
+    vmax = max(float(db.max()) for _, db, _, _ in computed)
+    cmap = plt.get_cmap("magma")
+    width = 7.2 if len(panels) == 1 else 5.2 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.6), squeeze=False)
+    for ax, (title, db, hop, rate) in zip(axes[0], computed, strict=True):
+        ax.set_facecolor(cmap(0.0))
+        ax.imshow(db, origin="lower", aspect="auto", cmap=cmap, vmin=vmax - 80.0, vmax=vmax, extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
         ax.set_ylim(0, top / 1000)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("time (s)", fontsize=8)

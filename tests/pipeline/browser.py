@@ -179,10 +179,11 @@ async def _check(chromium: str, url_screens: list[tuple[str, Path]]) -> list[dic
                     await cdp.wait_event("Page.loadEventFired", 60)
                     evaluated = await cdp.send("Runtime.evaluate", timeout=90, expression=CHECK_SCRIPT, awaitPromise=True, returnByValue=True)
                     result = json.loads(evaluated["result"]["value"])
+                    await cdp.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
                     metrics = await cdp.send("Page.getLayoutMetrics")
                     height = int(min(metrics["cssContentSize"]["height"], 16000))
-                    await cdp.send("Emulation.setDeviceMetricsOverride", width=1280, height=height, deviceScaleFactor=1, mobile=False)
-                    shot = await cdp.send("Page.captureScreenshot", timeout=90, format="png")
+                    clip = {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}
+                    shot = await cdp.send("Page.captureScreenshot", timeout=90, format="png", clip=clip, captureBeyondViewport=True)
                     await cdp.send("Emulation.clearDeviceMetricsOverride")
                     screenshot.parent.mkdir(parents=True, exist_ok=True)
                     screenshot.write_bytes(base64.b64decode(shot["data"]))
