@@ -141,6 +141,8 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
             entry = params["entry"]
             found.append(f"log error: {entry.get('text')} {entry.get('url', '')}")
         elif method == "Network.loadingFailed":
+            if params.get("type") == "Media" and params.get("errorText") == "net::ERR_ABORTED":
+                continue  # chromium stops fetching a clip once it has the metadata (preload="metadata")
             found.append(f"load failed: {params.get('errorText')}")
         elif method == "Network.responseReceived" and params.get("response", {}).get("status", 200) >= 400:
             found.append(f"HTTP {params['response']['status']}: {params['response'].get('url')}")
