@@ -240,7 +240,7 @@ def _card(number: int, opened, kind: str, root: Path, assets: _Assets) -> Sample
                 card.players.append(_player(label, clip, f"s{number:02d}-{label}", assets))
     if output is not None:
         card.players.append(_player("output" if kind == "synthesis" else f"{output.rate / 1000:g} kHz", output, f"s{number:02d}-out", assets))
-        card.spectrogram = assets.write(f"s{number:02d}-spec.png", plots.spectrograms([("output", output.audio, output.rate)]))
+        card.spectrogram = assets.write(f"s{number:02d}-spec.png", plots.spectrograms([(f"spectrogram, {output.rate / 1000:g} kHz", output.audio, output.rate)]))
     elif not card.players:
         card.note = "no audio member in this sample"
     return card

@@ -187,7 +187,8 @@ def render(content, marker: str) -> str:
         _figures("Distributions", "distributions", content.figures, "The index has no columns to plot."),
         features,
         _cards_section(content),
-        f"</main><footer>hsp report · seed {content.seed} · features from {content.stats_rows} sampled rows · "
-        "hsp inspect OUT gives the same numbers as text</footer></body></html>",
+        f"</main><footer>hsp report · seed {content.seed} · distributions from index.parquet (all rows)"
+        f"{f' · features from {content.stats_rows} sampled rows' if content.feature_figures else ''}"
+        " · hsp inspect OUT gives the same numbers as text</footer></body></html>",
     ]
     return "\n".join(parts)

@@ -165,8 +165,8 @@ def spectrograms(panels: Sequence[tuple[str, np.ndarray, int]], max_hz: float | 
     computed = [(title, *_log_spectrogram(audio, rate), rate) for title, audio, rate in panels]
     vmax = max(float(db.max()) for _, db, _, _ in computed)
     cmap = plt.get_cmap("magma")
-    width = 7.2 if len(panels) == 1 else 5.2 * len(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.6), squeeze=False)
+    size = (5.2, 2.2) if len(panels) == 1 else (5.2 * len(panels), 2.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
     for ax, (title, db, hop, rate) in zip(axes[0], computed, strict=True):
         ax.set_facecolor(cmap(0.0))
         ax.imshow(db, origin="lower", aspect="auto", cmap=cmap, vmin=vmax - 80.0, vmax=vmax, extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
