@@ -106,6 +106,8 @@ def _summary_section(content) -> str:
     ]
     if recorded.get("throughput_audio_s_per_s") is not None:
         rows.append(("last run", f"{_fmt_seconds(recorded.get('wall_seconds', 0.0))}, {recorded['throughput_audio_s_per_s']:.1f} s of audio per second"))
+    if inspection.get("leftover_temp_files"):
+        rows.append(("leftovers", f"{len(inspection['leftover_temp_files'])} temporary file(s) of an interrupted run (removed by the next run)"))
     if s.get("duplicates"):
         rows.append(("DUPLICATE ids", ", ".join(map(str, s["duplicates"][:10]))))
     table = "".join(f"<tr><th>{escape(k)}</th><td class=mono>{escape(str(v))}</td></tr>" for k, v in rows)
