@@ -135,6 +135,8 @@ def report(output: str, report_dir: Path, samples: int, seed: int, stats_samples
     """Write a visual report of OUTPUT (plots, errors, audio players) to a folder; open its index.html."""
     from pipeline.report.build import build_report
 
+    if report_dir.suffix.lower() in (".html", ".htm"):
+        raise click.BadParameter(f"the report is a folder (index.html + assets/); pass e.g. -o {report_dir.with_suffix('')}", param_hint="-o")
     try:
         result = build_report(output, report_dir, samples=samples, seed=seed, stats_samples=stats_samples, progress=progress)
     except (FileNotFoundError, FileExistsError) as exc:

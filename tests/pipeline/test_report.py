@@ -161,6 +161,8 @@ def test_report_of_a_partial_output_and_the_cli(tmp_path):
     (tmp_path / "other" / "keep.txt").write_text("x")
     refused = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "other"), "--no-progress"])
     assert refused.exit_code != 0 and "not an hsp report" in refused.output
+    as_file = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "card.html"), "--no-progress"])
+    assert as_file.exit_code != 0 and "the report is a folder" in as_file.output
     not_output = CliRunner().invoke(main, ["report", str(tmp_path / "other"), "-o", str(tmp_path / "x"), "--no-progress"])
     assert not_output.exit_code != 0 and "not a job output" in not_output.output
 
