@@ -176,3 +176,14 @@ def test_from_pretrained_loads_official_layout_strictly(tmp_path: Path, syntheti
     torch.save({"generator": broken}, path)
     with pytest.raises(CheckpointMismatchError, match=r"lsigmoid\.slope"):
         Denoiser.from_pretrained(path)
+
+
+def test_batch_mixing_chunked_and_whole_items_equals_single_runs() -> None:
+    model = tiny_denoiser()
+    lengths = [12000, 3000]
+    batch = _ragged_batch(lengths, seed=2)
+    settings = {"chunk_seconds": 0.25, "overlap_seconds": 0.05}
+    out = denoise(batch, model, lengths, **settings)
+    for i, n in enumerate(lengths):
+        alone = denoise(batch[i, :n], model, **settings)[0]
+        assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
