@@ -19,6 +19,15 @@ from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights
 GOLDEN = Path("golden/synthetic")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core CI box, 2 threads are up to 10x slower (barrier waits)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def released_config(reference_dir: Path) -> DenoiserConfig:
     return DenoiserConfig.from_json(reference_dir / "configs" / "denoiser.config.json")
