@@ -14,7 +14,10 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,16 +49,17 @@ if mode != "import":
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        denoise(noisy, model, **kwargs)
+        out = denoise(noisy, model, **kwargs)
         times.append(time.perf_counter() - start)
     result["times"] = times
+    torch.save(out, {output!r})
 result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(result))
 """
 
 
-def run_case(seconds: float, mode: str, repeats: int, threads: int, timeout: float) -> dict:
-    code = CASE.format(seconds=seconds, mode=mode, repeats=repeats, threads=threads)
+def run_case(seconds: float, mode: str, repeats: int, threads: int, timeout: float, output: Path) -> dict:
+    code = CASE.format(seconds=seconds, mode=mode, repeats=repeats, threads=threads, output=str(output))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     try:
@@ -77,17 +81,23 @@ def main() -> None:
     parser.add_argument("--case-timeout", type=float, default=1800, help="seconds; a case over it reports partial")
     args = parser.parse_args()
 
-    rows = [run_case(0, "import", 1, args.threads, args.case_timeout)]
-    for seconds in args.seconds:
-        rows.append(run_case(seconds, "chunked (default)", args.repeats, args.threads, args.case_timeout))
-        if seconds <= args.max_one_piece:
-            rows.append(run_case(seconds, "one piece", args.repeats, args.threads, args.case_timeout))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run_case(0, "import", 1, args.threads, args.case_timeout, Path(tmp) / "none.pt")]
+        for seconds in args.seconds:
+            chunked, whole = Path(tmp) / f"{seconds}.chunked.pt", Path(tmp) / f"{seconds}.whole.pt"
+            rows.append(run_case(seconds, "chunked (default)", args.repeats, args.threads, args.case_timeout, chunked))
+            if seconds <= args.max_one_piece:
+                rows.append(run_case(seconds, "one piece", args.repeats, args.threads, args.case_timeout, whole))
+                if chunked.is_file() and whole.is_file():
+                    a, b = torch.load(chunked), torch.load(whole)
+                    rows[-1]["diff"] = (f"max abs {(a - b).abs().max():.2e}, "
+                                        f"rms ratio {((a - b).norm() / b.norm()):.2e}")
 
     print(f"MP-SENet denoise(), synthetic weights, released config, torch threads {args.threads}, CPU, "
-          f"one run per case after none warm-up (first call included).")
+          f"one timed run per case, no warm-up (first call included).")
     print("Shared machine: numbers are indicative. Official (timings.md): 5 s -> RTF 2.40, 3114 MiB.")
-    print("| input s | mode | runs (s) | best s | RTF | audio s per s | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| input s | mode | runs (s) | best s | RTF | audio s per s | peak RSS (MiB) | chunked vs one piece |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "error" in row:
             print(f"| {row['seconds']:g} | {row['mode']} | failed: {row['error']} | | | | |")
@@ -100,7 +110,7 @@ def main() -> None:
             best = min(row["times"])
             runs = ", ".join(f"{t:.2f}" for t in row["times"])
             print(f"| {row['seconds']:g} | {row['mode']} | {runs} | {best:.2f} | {best / row['seconds']:.3f} "
-                  f"| {row['seconds'] / best:.2f} | {row['peak_rss_mib']:.0f} |")
+                  f"| {row['seconds'] / best:.2f} | {row['peak_rss_mib']:.0f} | {row.get('diff', '')} |")
 
 
 if __name__ == "__main__":
