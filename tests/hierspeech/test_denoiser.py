@@ -196,3 +196,10 @@ def test_batch_mixing_chunked_and_whole_items_equals_single_runs() -> None:
     for i, n in enumerate(lengths):
         alone = denoise(batch[i, :n], model, **settings)[0]
         assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+
+
+def test_package_exports_denoiser() -> None:
+    import hierspeech
+
+    assert hierspeech.Denoiser is Denoiser
+    assert hierspeech.denoise is denoise
