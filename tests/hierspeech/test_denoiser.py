@@ -156,7 +156,7 @@ def test_chunked_long_input_is_close_and_batches_windows_exactly() -> None:
 
 def test_crossfade_weights_cover_every_frame() -> None:
     size, starts = 40, [0, 30, 60, 65]
-    weights = _crossfade_weights(starts, size, 105, torch.device("cpu"))
+    weights = _crossfade_weights(starts, size, torch.device("cpu"))
     total = torch.zeros(105)
     for start, w in zip(starts, weights, strict=True):
         assert (w > 0).all()
