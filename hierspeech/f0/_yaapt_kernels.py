@@ -18,6 +18,7 @@ from numba import njit
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
 _BLOCK = 128  # numpy's PW_BLOCKSIZE
+_REFRESH = 16  # NCCF window energies are recomputed exactly every this many lags
 
 
 @_jit
@@ -91,9 +92,11 @@ def pairwise_sum(a: np.ndarray, start: int, n: int) -> float:
 @njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract", "nsz"})
 def _dot(x: np.ndarray, xs: int, y: np.ndarray, ys: int, n: int) -> float:
     """sum(x[xs:xs+n] * y[ys:ys+n]) in SIMD order (pYAAPT uses BLAS here, whose order is unknown)."""
+    xv = x[xs : xs + n]
+    yv = y[ys : ys + n]
     acc = 0.0
     for i in range(n):
-        acc += x[xs + i] * y[ys + i]
+        acc += xv[i] * yv[i]
     return acc
 
 
@@ -176,13 +179,13 @@ def shc_peaks(
         for k in range(nbins):
             mag[half_win + k] = mags[f, k]
         for i in range(nrows):
-            base = min_shc + i
+            seg = mag[min_shc + i : min_shc + i + win_len]  # views keep indices provably >= 0 (SIMD)
             for j in range(win_len):
-                prod[j] = mag[base + j]
+                prod[j] = seg[j]
             for h in range(2, num_harm + 2):  # product order of pYAAPT: ((m1 * m2) * m3) * m4
-                base = (min_shc + i) * h
+                seg = mag[(min_shc + i) * h : (min_shc + i) * h + win_len]
                 for j in range(win_len):
-                    prod[j] = prod[j] * mag[base + j]
+                    prod[j] = prod[j] * seg[j]
             shc[min_shc - 1 + i] = _pairwise_block(prod, 0, win_len) if win_len <= _BLOCK else pairwise_sum(prod, 0, win_len)
 
         # ---- peak picking (pYAAPT "peaks") ----
@@ -261,8 +264,9 @@ def nccf_track(
     for f in range(nframes):
         s = f * hop
         m = pairwise_sum(data, s, frame_len) / frame_len
+        frame = data[s : s + frame_len]
         for i in range(frame_len):
-            data[s + i] -= m
+            frame[i] -= m
         lo = lag_min[f]
         hi = lag_max[f]
         n = frame_len - hi
@@ -272,15 +276,20 @@ def nccf_track(
         nl = hi - lo
         for q in range(nl):
             num[q] = 0.0
-            den[q] = 0.0
         # lag-parallel accumulation: one running sum per lag, vectorised over lags
         for i in range(n):
             xi = data[s + i]
-            b = s + lo + i
+            seg = data[s + lo + i : s + lo + i + nl]  # a view keeps indices provably >= 0 (SIMD)
             for q in range(nl):
-                v = data[b + q]
-                num[q] += xi * v
-                den[q] += v * v
+                num[q] += xi * seg[q]
+        # window energies: a sliding sum, recomputed directly every _REFRESH lags to bound drift
+        b = s + lo
+        for q in range(nl):
+            if q % _REFRESH == 0:
+                e = _dot(data, b + q, data, b + q, n)
+            else:
+                e += data[b + q - 1 + n] * data[b + q - 1 + n] - data[b + q - 1] * data[b + q - 1]
+            den[q] = e
         for i in range(frame_len + 1):
             phi[i] = 0.0
         has_nan = False

@@ -22,13 +22,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 import scipy.interpolate
+import scipy.signal
 from scipy.signal import firwin, lfilter, medfilt
 from scipy.signal.windows import hann, kaiser
 
 from hierspeech.f0 import _yaapt_kernels as K
 
 __all__ = ["YaaptParams", "yaapt_fast", "yaapt_fast_batch"]
+
+_SHC_FFT_DTYPE = np.float32
+_NLFER_DTYPE = np.float64
+_FIR_EXACT = True
 
 
 @dataclass(frozen=True)
@@ -78,19 +84,26 @@ def _bandpass(fs: float, order: int, low: float, high: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """Hann-windowed cos/sin DFT rows for bins [k_lo, k_hi) of an nfft-point transform: (frame_size, K)."""
     window = hann(frame_size + 2)[1:-1]
     n = np.arange(frame_size)[:, None]
     k = np.arange(k_lo, k_hi)[None, :]
     # reduce n*k modulo nfft in integers so the angle is exact before scaling
     ang = (2.0 * np.pi / nfft) * ((n * k) % nfft)
-    return np.ascontiguousarray(window[:, None] * np.cos(ang)), np.ascontiguousarray(window[:, None] * np.sin(ang))
+    return (window[:, None] * np.cos(ang)).astype(dtype), (window[:, None] * np.sin(ang)).astype(dtype)
 
 
 @lru_cache(maxsize=8)
 def _kaiser(n: int) -> np.ndarray:
     return kaiser(n, 0.5)
+
+
+def _fir(b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Causal FIR filter, same length as x (pYAAPT: lfilter(b, 1, x))."""
+    if _FIR_EXACT:
+        return lfilter(b, 1, x)
+    return scipy.signal.oaconvolve(x, b)[: x.shape[0]]
 
 
 def _frames(x: np.ndarray, count: int, length: int, hop: int) -> np.ndarray:
@@ -112,8 +125,9 @@ def _nlfer(filtered: np.ndarray, fs: float, frame_size: int, hop: int, p: YaaptP
     size = filtered.shape[0]
     nframes = len(range(frame_size // 2, size - frame_size // 2, hop))
     frames = _frames(filtered, nframes, frame_size, hop)
-    cos_b, sin_b = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi)
-    energy = np.hypot(frames @ cos_b, frames @ sin_b).sum(axis=1)
+    cos_b, sin_b = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
+    frames = frames.astype(_NLFER_DTYPE)
+    energy = np.hypot(frames @ cos_b, frames @ sin_b).astype(np.float64).sum(axis=1)
     return energy / np.mean(energy)
 
 
@@ -144,7 +158,8 @@ def _spec_track(
         frames -= np.mean(frames, axis=1, keepdims=True)
         # only bins up to the last one the SHC reads are needed
         top = min(nfft // 2 + 1, min_shc * (p.shc_numharms + 1) + (max_shc - min_shc) * (p.shc_numharms + 1) + win_len)
-        mags = np.abs(np.fft.rfft(frames, nfft)[:, : max(top - half_win, 1)])
+        spec = scipy.fft.rfft(frames.astype(_SHC_FFT_DTYPE), nfft, axis=1)[:, : max(top - half_win, 1)]
+        mags = np.abs(spec).astype(np.float64)
         cp, cm = K.shc_peaks(
             np.ascontiguousarray(mags), half_win, win_len, min_shc, max_shc, p.shc_numharms, delta, maxpeaks,
             p.shc_pwidth, p.f0_min, p.f0_max, p.shc_thresh1, p.shc_thresh2,
@@ -323,8 +338,8 @@ def _yaapt(x: np.ndarray, fs: float, p: YaaptParams) -> np.ndarray:
     if not 15 < frame_size < 2048:
         raise ValueError(f"frame length of {frame_size} samples is outside (15, 2048)")
     b = _bandpass(fs, p.bp_forder, p.bp_low, p.bp_high)
-    filtered = lfilter(b, 1, x)
-    nl_filtered = lfilter(b, 1, x**2)
+    filtered = _fir(b, x)
+    nl_filtered = _fir(b, x**2)
 
     energy = _nlfer(filtered, fs, frame_size, hop, p)
     vuv = energy > p.nlfer_thresh1
