@@ -100,6 +100,13 @@ def _dot(x: np.ndarray, xs: int, y: np.ndarray, ys: int, n: int) -> float:
     return acc
 
 
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"contract"})
+def _axpy(acc: np.ndarray, a: float, x: np.ndarray, n: int) -> None:
+    """acc[:n] += a * x[:n] with fused multiply-adds."""
+    for q in range(n):
+        acc[q] += a * x[q]
+
+
 @_jit
 def first_argmax(v: np.ndarray, start: int, stop: int) -> int:
     """np.argmax(v[start:stop]) (offset into the slice): first NaN, else first maximum."""
@@ -131,8 +138,27 @@ def last_argmin(v: np.ndarray) -> int:
 
 
 @_jit
+def fill_frames(data: np.ndarray, starts: np.ndarray, window: np.ndarray, out: np.ndarray) -> None:
+    """out[r, :len(window)] = w * frame - mean(w * frame), frame = data[starts[r]:][:len(window)], in float32
+    (the zero padding beyond len(window) is left as it is)."""
+    length = window.shape[0]
+    tmp = np.empty(length)
+    for r in range(starts.shape[0]):
+        seg = data[starts[r] : starts[r] + length]
+        for i in range(length):
+            tmp[i] = seg[i] * window[i]
+        m = pairwise_sum(tmp, 0, length) / length
+        row = out[r]
+        for i in range(length):
+            row[i] = tmp[i] - m
+
+
+@_jit
 def shc_peaks(
-    mags: np.ndarray,
+    spec: np.ndarray,
+    out_pitch: np.ndarray,
+    out_merit: np.ndarray,
+    col0: int,
     half_win: int,
     win_len: int,
     min_shc: int,
@@ -145,15 +171,15 @@ def shc_peaks(
     f0_max: float,
     thresh1: float,
     thresh2: float,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> None:
     """SHC of each spectrum row and its best ``maxpeaks`` peaks.
 
-    mags: (F, nfft//2+1) magnitude spectra of the voiced frames. Returns pitch, merit: (maxpeaks, F).
+    spec: (F, >=nbins) complex spectra of voiced frames; results go to out_pitch/out_merit[:, col0:col0+F]
+    (maxpeaks rows), which must hold pYAAPT's unvoiced values (0 / 1) beforehand.
     """
-    nfr = mags.shape[0]
-    nbins = mags.shape[1]
-    out_pitch = np.zeros((maxpeaks, nfr))
-    out_merit = np.ones((maxpeaks, nfr))
+    nfr = spec.shape[0]
+    top = min_shc * (num_harm + 1) + (max_shc - min_shc) * (num_harm + 1) + win_len
+    nbins = min(spec.shape[1], top - half_win)
     nrows = max_shc - min_shc + 1
     # magnitude, shifted right by half_win with zeros in front (pYAAPT's layout)
     mag = np.zeros(half_win + nbins)
@@ -176,8 +202,9 @@ def shc_peaks(
     cand_merit = np.zeros(max_shc)
 
     for f in range(nfr):
+        row = spec[f]
         for k in range(nbins):
-            mag[half_win + k] = mags[f, k]
+            mag[half_win + k] = abs(row[k])
         for i in range(nrows):
             seg = mag[min_shc + i : min_shc + i + win_len]  # views keep indices provably >= 0 (SIMD)
             for j in range(win_len):
@@ -219,13 +246,13 @@ def shc_peaks(
         if npk == 0 or npk >= maxpeaks:
             continue  # pYAAPT declares such frames unvoiced (zeros / ones)
         order = np.argsort(-cand_merit[:numpeaks], kind="mergesort")
+        c = col0 + f
         for r in range(npk):
-            out_pitch[r, f] = cand_pitch[order[r]]
-            out_merit[r, f] = cand_merit[order[r]]
+            out_pitch[r, c] = cand_pitch[order[r]]
+            out_merit[r, c] = cand_merit[order[r]]
         for r in range(npk, maxpeaks):
-            out_pitch[r, f] = out_pitch[0, f]
-            out_merit[r, f] = out_merit[0, f]
-    return out_pitch, out_merit
+            out_pitch[r, c] = out_pitch[0, c]
+            out_merit[r, c] = out_merit[0, c]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,10 +305,7 @@ def nccf_track(
             num[q] = 0.0
         # lag-parallel accumulation: one running sum per lag, vectorised over lags
         for i in range(n):
-            xi = data[s + i]
-            seg = data[s + lo + i : s + lo + i + nl]  # a view keeps indices provably >= 0 (SIMD)
-            for q in range(nl):
-                num[q] += xi * seg[q]
+            _axpy(num, data[s + i], data[s + lo + i : s + lo + i + nl], nl)
         # window energies: a sliding sum, recomputed directly every _REFRESH lags to bound drift
         b = s + lo
         for q in range(nl):

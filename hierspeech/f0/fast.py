@@ -32,8 +32,7 @@ from hierspeech.f0 import _yaapt_kernels as K
 
 __all__ = ["YaaptParams", "yaapt_fast", "yaapt_fast_batch"]
 
-_SHC_FFT_DTYPE = np.float32
-_NLFER_DTYPE = np.float64
+_NLFER_DTYPE = np.float32
 _FIR_EXACT = True
 
 
@@ -106,6 +105,36 @@ def _fir(b: np.ndarray, x: np.ndarray) -> np.ndarray:
     return scipy.signal.oaconvolve(x, b)[: x.shape[0]]
 
 
+_FFT_CHUNK = 32  # frames per FFT call: the zero-padded chunk stays in cache
+
+
+def _fir(b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Causal FIR filter, same length as x (pYAAPT: lfilter(b, 1, x))."""
+    if _FIR_EXACT:
+        return lfilter(b, 1, x)
+    return scipy.signal.oaconvolve(x, b)[: x.shape[0]]
+
+
+_FFT_CHUNK = 32  # frames per FFT call: a zero-padded chunk stays in cache
+
+
+def _magnitudes(frames: np.ndarray, nfft: int, nbins: int) -> np.ndarray:
+    """|rfft(frames, nfft)|[:, :nbins] as float64: (F, nbins).
+
+    Transformed in float32 (twice as fast; no F0 decision changed on the parity corpus), in chunks
+    written into one reused zero-padded buffer.
+    """
+    count, length = frames.shape
+    out = np.empty((count, nbins))
+    buf = np.zeros((min(_FFT_CHUNK, count), nfft), dtype=np.float32)
+    for start in range(0, count, _FFT_CHUNK):
+        stop = min(start + _FFT_CHUNK, count)
+        rows = buf[: stop - start]
+        rows[:, :length] = frames[start:stop]
+        out[start:stop] = np.abs(scipy.fft.rfft(rows, axis=1)[:, :nbins])
+    return out
+
+
 def _frames(x: np.ndarray, count: int, length: int, hop: int) -> np.ndarray:
     """Read-only strided view (count, length) of x, frame i starting at i*hop."""
     return np.lib.stride_tricks.as_strided(
@@ -154,18 +183,22 @@ def _spec_track(
     cand_merit = np.ones((maxpeaks, nframes))
     voiced = np.flatnonzero(vuv)
     if voiced.size:
-        frames = _frames(data, nframes, long_size, hop)[voiced] * _kaiser(long_size)
-        frames -= np.mean(frames, axis=1, keepdims=True)
-        # only bins up to the last one the SHC reads are needed
-        top = min(nfft // 2 + 1, min_shc * (p.shc_numharms + 1) + (max_shc - min_shc) * (p.shc_numharms + 1) + win_len)
-        spec = scipy.fft.rfft(frames.astype(_SHC_FFT_DTYPE), nfft, axis=1)[:, : max(top - half_win, 1)]
-        mags = np.abs(spec).astype(np.float64)
-        cp, cm = K.shc_peaks(
-            np.ascontiguousarray(mags), half_win, win_len, min_shc, max_shc, p.shc_numharms, delta, maxpeaks,
-            p.shc_pwidth, p.f0_min, p.f0_max, p.shc_thresh1, p.shc_thresh2,
-        )  # fmt: skip
-        cand_pitch[:, voiced] = cp
-        cand_merit[:, voiced] = cm
+        # SHC frames (voiced only): windowed, mean removed, zero padded to nfft, in chunks through one
+        # reused buffer. float32 transform: twice as fast, and no F0 decision changed on the parity corpus.
+        window = _kaiser(long_size)
+        starts = (voiced * hop).astype(np.int64)
+        v_pitch = np.zeros((maxpeaks, voiced.size))
+        v_merit = np.ones((maxpeaks, voiced.size))
+        buf = np.zeros((min(_FFT_CHUNK, voiced.size), nfft), dtype=np.float32)
+        for c0 in range(0, voiced.size, _FFT_CHUNK):
+            rows = buf[: min(_FFT_CHUNK, voiced.size - c0)]
+            K.fill_frames(data, starts[c0 : c0 + rows.shape[0]], window, rows)
+            K.shc_peaks(
+                scipy.fft.rfft(rows, axis=1), v_pitch, v_merit, c0, half_win, win_len, min_shc, max_shc,
+                p.shc_numharms, delta, maxpeaks, p.shc_pwidth, p.f0_min, p.f0_max, p.shc_thresh1, p.shc_thresh2,
+            )  # fmt: skip
+        cand_pitch[:, voiced] = v_pitch
+        cand_merit[:, voiced] = v_merit
 
     # ---- choose one candidate per voiced frame: weighted pick, median, DP, median ----
     spec_pitch = cand_pitch[0, :]  # a view, as in the reference
