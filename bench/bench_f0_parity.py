@@ -11,8 +11,10 @@ Prints one agreement row per condition and overall, then the worst clips.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.f0_corpus import make_corpus, product_padding  # noqa: E402
-from hierspeech.f0.fast import yaapt_fast  # noqa: E402
+from bench.f0_corpus import make_corpus, product_padding
+from hierspeech.f0.fast import yaapt_fast
 
 BASE = {"frame_length": 20.0, "frame_space": 5.0, "nccf_thresh1": 0.25, "tda_frame_length": 25.0}
 VARIANTS = {"extract_f0": BASE, "inference_vc": {**BASE, "f0_max": 1100.0}}
@@ -66,9 +68,11 @@ def row(name: str, stats: list[dict]) -> str:
 
 
 def main() -> None:
+    warnings.simplefilter("ignore")  # pYAAPT's own RuntimeWarnings/UserWarnings on pauses
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=8, help="espeak clips per condition")
-    ap.add_argument("--kit", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "reference")
+    default_kit = os.environ.get("HSP_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference"
+    ap.add_argument("--kit", type=Path, default=Path(default_kit), help="reference kit (HSP_REFERENCE_DIR)")
     ap.add_argument("--worst", type=int, default=8)
     args = ap.parse_args()
 

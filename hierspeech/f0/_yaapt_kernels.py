@@ -107,6 +107,20 @@ def _axpy(acc: np.ndarray, a: float, x: np.ndarray, n: int) -> None:
         acc[q] += a * x[q]
 
 
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"contract"})
+def _axpy4(acc: np.ndarray, a: np.ndarray, x: np.ndarray, n: int) -> None:
+    """acc[q] += a[0] x[q] + a[1] x[q+1] + a[2] x[q+2] + a[3] x[q+3] for q < n (four NCCF terms per pass)."""
+    a0 = a[0]
+    a1 = a[1]
+    a2 = a[2]
+    a3 = a[3]
+    x1 = x[1:]
+    x2 = x[2:]
+    x3 = x[3:]
+    for q in range(n):
+        acc[q] += ((a0 * x[q] + a1 * x1[q]) + (a2 * x2[q] + a3 * x3[q]))
+
+
 @_jit
 def first_argmax(v: np.ndarray, start: int, stop: int) -> int:
     """np.argmax(v[start:stop]) (offset into the slice): first NaN, else first maximum."""
@@ -204,7 +218,9 @@ def shc_peaks(
     for f in range(nfr):
         row = spec[f]
         for k in range(nbins):
-            mag[half_win + k] = abs(row[k])
+            re = np.float64(row[k].real)
+            im = np.float64(row[k].imag)
+            mag[half_win + k] = np.sqrt(re * re + im * im)
         for i in range(nrows):
             seg = mag[min_shc + i : min_shc + i + win_len]  # views keep indices provably >= 0 (SIMD)
             for j in range(win_len):
@@ -304,8 +320,14 @@ def nccf_track(
         for q in range(nl):
             num[q] = 0.0
         # lag-parallel accumulation: one running sum per lag, vectorised over lags
-        for i in range(n):
+        i = 0
+        while i + 4 <= n:
+            b = s + lo + i
+            _axpy4(num, data[s + i : s + i + 4], data[b : b + nl + 3], nl)
+            i += 4
+        while i < n:
             _axpy(num, data[s + i], data[s + lo + i : s + lo + i + nl], nl)
+            i += 1
         # window energies: a sliding sum, recomputed directly every _REFRESH lags to bound drift
         b = s + lo
         for q in range(nl):
