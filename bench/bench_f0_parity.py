@@ -60,7 +60,11 @@ def row(name: str, stats: list[dict]) -> str:
     within = 100.0 * sum(s["within_1hz"] for s in stats) / max(both, 1)
     rel = np.concatenate([s["rel"] for s in stats]) if both else np.zeros(1)
     exact = 100.0 * sum(s["exact"] for s in stats) / frames
-    ok = voicing >= THRESH["voicing"] and within >= THRESH["within_1hz"] and 100 * np.median(rel) <= THRESH["median_rel"]
+    ok = (
+        voicing >= THRESH["voicing"]
+        and within >= THRESH["within_1hz"]
+        and 100 * np.median(rel) <= THRESH["median_rel"]
+    )
     return (
         f"{name:28s} {len(stats):5d} {frames:8d} {voicing:9.3f} {within:10.3f} {100 * np.median(rel):11.5f} "
         f"{100 * rel.mean():9.5f} {max(s['max_dhz'] for s in stats):9.2f} {exact:8.3f}  {'PASS' if ok else 'FAIL'}"
@@ -71,7 +75,9 @@ def main() -> None:
     warnings.simplefilter("ignore")  # pYAAPT's own RuntimeWarnings/UserWarnings on pauses
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=8, help="espeak clips per condition")
-    default_kit = os.environ.get("HSP_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference"
+    default_kit = (
+        os.environ.get("HSP_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference"
+    )
     ap.add_argument("--kit", type=Path, default=Path(default_kit), help="reference kit (HSP_REFERENCE_DIR)")
     ap.add_argument("--worst", type=int, default=8)
     args = ap.parse_args()
@@ -128,7 +134,9 @@ def main() -> None:
 
     print("\nkit wavs against the goldens (float32 as saved):")
     for name, vname, mx, nv, ndiff in golden_rows:
-        print(f"  {name:20s} {vname:13s} max|diff| {mx:8.4f} Hz  voicing mismatches {nv}  frames differing {ndiff}")
+        print(
+            f"  {name:20s} {vname:13s} max|diff| {mx:8.4f} Hz  voicing mismatches {nv}  frames differing {ndiff}"
+        )
 
     print(f"\nworst {args.worst} clips (voicing disagreements + frames off by > 1 Hz):")
     worst.sort(key=lambda w: (-w[0], -w[1]))
@@ -136,7 +144,9 @@ def main() -> None:
         idx = np.flatnonzero(ref != ours)
         show = ", ".join(f"#{k}: {ref[k]:.1f}->{ours[k]:.1f}" for k in idx[:6])
         print(f"  {name:34s} {vname:13s} bad={bad:3d} max_dHz={mx:7.2f} differing={idx.size:3d}  {show}")
-    print(f"\ntime: amfm {t_ref:.1f} s, fast {t_fast:.1f} s (shared machine; see bench_f0_speed.py for speed)")
+    print(
+        f"\ntime: amfm {t_ref:.1f} s, fast {t_fast:.1f} s (shared machine; see bench_f0_speed.py for speed)"
+    )
 
 
 if __name__ == "__main__":

@@ -125,7 +125,11 @@ def make_corpus(n_clips: int = len(TEXTS), conditions: list[tuple] | None = None
         base = with_pauses(speak(TEXTS[i % len(TEXTS)], voice, pitch, speed), i, rng)
         base *= 0.5 / max(np.abs(base).max(), 1e-9)
         for cname, colour, snr in conditions:
-            x = base if colour is None else add_noise(base, colour, snr, np.random.default_rng(zlib.crc32(f"{i}/{cname}".encode())))
+            x = (
+                base
+                if colour is None
+                else add_noise(base, colour, snr, np.random.default_rng(zlib.crc32(f"{i}/{cname}".encode())))
+            )
             x = np.clip(x, -1.0, 1.0).astype(np.float32)
             clips.append(Clip(f"{cname}/{i}-{voice}", x))
     return clips

@@ -118,7 +118,7 @@ def _axpy4(acc: np.ndarray, a: np.ndarray, x: np.ndarray, n: int) -> None:
     x2 = x[2:]
     x3 = x[3:]
     for q in range(n):
-        acc[q] += ((a0 * x[q] + a1 * x1[q]) + (a2 * x2[q] + a3 * x3[q]))
+        acc[q] += (a0 * x[q] + a1 * x1[q]) + (a2 * x2[q] + a3 * x3[q])
 
 
 @_jit
@@ -229,7 +229,9 @@ def shc_peaks(
                 seg = mag[(min_shc + i) * h : (min_shc + i) * h + win_len]
                 for j in range(win_len):
                     prod[j] = prod[j] * seg[j]
-            shc[min_shc - 1 + i] = _pairwise_block(prod, 0, win_len) if win_len <= _BLOCK else pairwise_sum(prod, 0, win_len)
+            shc[min_shc - 1 + i] = (
+                _pairwise_block(prod, 0, win_len) if win_len <= _BLOCK else pairwise_sum(prod, 0, win_len)
+            )
 
         # ---- peak picking (pYAAPT "peaks") ----
         mx = shc[min_lag]

@@ -83,7 +83,9 @@ def _bandpass(fs: float, order: int, low: float, high: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+def _nlfer_basis(
+    frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type
+) -> tuple[np.ndarray, np.ndarray]:
     """Hann-windowed cos/sin DFT rows for bins [k_lo, k_hi) of an nfft-point transform: (frame_size, K)."""
     window = hann(frame_size + 2)[1:-1]
     n = np.arange(frame_size)[:, None]
@@ -259,7 +261,17 @@ def _time_track(
     lag_min = np.fix(fs / hi_f).astype(np.int64) - half_w
     lag_max = np.fix(fs / lo_f).astype(np.int64) + half_w
     tp, tm = K.nccf_track(
-        filtered, count, tda_len, hop, lag_min, lag_max, fs, p.nccf_maxcands, half_w, p.nccf_thresh1, p.nccf_thresh2
+        filtered,
+        count,
+        tda_len,
+        hop,
+        lag_min,
+        lag_max,
+        fs,
+        p.nccf_maxcands,
+        half_w,
+        p.nccf_thresh1,
+        p.nccf_thresh2,
     )
     freq_thresh = 5.0 * pitch_std
     diff = np.abs(tp - spec_pitch)

@@ -88,7 +88,9 @@ def test_generated_speech_matches_amfm() -> None:
 
 def test_length_rule_and_batch(reference_dir: Path) -> None:
     """N = padded length / 80 for the kit's recorded lengths; the batch entry equals one-by-one calls."""
-    checks = json.loads((reference_dir / "golden" / "yaapt" / "index.json").read_text())["checks"]["length_rule"]
+    checks = json.loads((reference_dir / "golden" / "yaapt" / "index.json").read_text())["checks"][
+        "length_rule"
+    ]
     rng = np.random.default_rng(0)
     signals = []
     for length, rule in checks.items():
@@ -102,7 +104,8 @@ def test_length_rule_and_batch(reference_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["silence", "white_noise", "tone_150hz", "very_short"],
+    "kind",
+    ["silence", "white_noise", "tone_150hz", "very_short"],
 )
 def test_degenerate_inputs_like_amfm(kind: str) -> None:
     rng = np.random.default_rng(1)
