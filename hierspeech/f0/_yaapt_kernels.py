@@ -168,6 +168,58 @@ def fill_frames(data: np.ndarray, starts: np.ndarray, window: np.ndarray, out: n
 
 
 @_jit
+def _shc_rows(
+    mag: np.ndarray, poly: np.ndarray, acc: np.ndarray, res: np.ndarray, min_shc: int, nrows: int, win_len: int,
+    num_harm: int,
+) -> None:  # fmt: skip
+    """res[i] = sum_j prod_h mag[h*(min_shc+i) + j] for all SHC rows i at once (win_len <= 128).
+
+    Same operations and order as pYAAPT's per-row product and numpy's pairwise row sum, but vectorised over
+    rows: for harmonic h the row-i term mag[h*(min_shc+i) + j] lives at poly[h-2, j % h, min_shc+i + j//h].
+    """
+    size = mag.shape[0]
+    for h in range(2, num_harm + 2):
+        for r in range(h):
+            dst = poly[h - 2, r]
+            for u in range(dst.shape[0]):
+                k = h * u + r
+                dst[u] = mag[k] if k < size else 0.0
+    stop = win_len - (win_len % 8)
+    term = np.empty(nrows)
+    for j in range(win_len):
+        base = mag[min_shc + j : min_shc + j + nrows]
+        for i in range(nrows):
+            term[i] = base[i]
+        for h in range(2, num_harm + 2):
+            src = poly[h - 2, j % h, min_shc + j // h : min_shc + j // h + nrows]
+            for i in range(nrows):
+                term[i] = term[i] * src[i]
+        if win_len < 8:  # numpy: plain running sum from 0.0
+            if j == 0:
+                for i in range(nrows):
+                    res[i] = 0.0
+            for i in range(nrows):
+                res[i] += term[i]
+            continue
+        if j < 8:
+            a = acc[j]
+            for i in range(nrows):
+                a[i] = term[i]
+        elif j < stop:
+            a = acc[j % 8]
+            for i in range(nrows):
+                a[i] += term[i]
+        else:
+            for i in range(nrows):
+                res[i] += term[i]
+        if j == stop - 1:
+            for i in range(nrows):
+                res[i] = ((acc[0, i] + acc[1, i]) + (acc[2, i] + acc[3, i])) + (
+                    (acc[4, i] + acc[5, i]) + (acc[6, i] + acc[7, i])
+                )
+
+
+@_jit
 def shc_peaks(
     spec: np.ndarray,
     out_pitch: np.ndarray,
@@ -199,6 +251,10 @@ def shc_peaks(
     mag = np.zeros(half_win + nbins)
     shc = np.zeros(max_shc)
     prod = np.empty(win_len)
+    # polyphase copies of the spectrum: poly[h-2, r, u] = mag[h*u + r] (contiguous over SHC rows)
+    poly = np.zeros((num_harm, num_harm + 1, (half_win + nbins) // 2 + 2))
+    acc = np.empty((8, nrows))
+    res = np.empty(nrows)
     data = np.empty(max_shc)
 
     width = int(np.trunc(shc_pwidth / delta))
@@ -221,17 +277,19 @@ def shc_peaks(
             re = np.float64(row[k].real)
             im = np.float64(row[k].imag)
             mag[half_win + k] = np.sqrt(re * re + im * im)
-        for i in range(nrows):
-            seg = mag[min_shc + i : min_shc + i + win_len]  # views keep indices provably >= 0 (SIMD)
-            for j in range(win_len):
-                prod[j] = seg[j]
-            for h in range(2, num_harm + 2):  # product order of pYAAPT: ((m1 * m2) * m3) * m4
-                seg = mag[(min_shc + i) * h : (min_shc + i) * h + win_len]
+        if win_len <= _BLOCK:
+            _shc_rows(mag, poly, acc, res, min_shc, nrows, win_len, num_harm)
+            for i in range(nrows):
+                shc[min_shc - 1 + i] = res[i]
+        else:
+            for i in range(nrows):
+                m = min_shc + i
                 for j in range(win_len):
-                    prod[j] = prod[j] * seg[j]
-            shc[min_shc - 1 + i] = (
-                _pairwise_block(prod, 0, win_len) if win_len <= _BLOCK else pairwise_sum(prod, 0, win_len)
-            )
+                    prod[j] = mag[m + j]
+                for h in range(2, num_harm + 2):  # product order of pYAAPT: ((m1 * m2) * m3) * m4
+                    for j in range(win_len):
+                        prod[j] = prod[j] * mag[m * h + j]
+                shc[min_shc - 1 + i] = pairwise_sum(prod, 0, win_len)
 
         # ---- peak picking (pYAAPT "peaks") ----
         mx = shc[min_lag]

@@ -24,7 +24,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 import scipy.interpolate
-import scipy.signal
 from scipy.signal import firwin, lfilter, medfilt
 from scipy.signal.windows import hann, kaiser
 
@@ -32,8 +31,9 @@ from hierspeech.f0 import _yaapt_kernels as K
 
 __all__ = ["YaaptParams", "yaapt_fast", "yaapt_fast_batch"]
 
+# NLFER DFT in float32 (half the cost; energies agree to ~1e-7, no voicing decision changed on the corpus)
 _NLFER_DTYPE = np.float32
-_FIR_EXACT = True
+_FFT_CHUNK = 32  # SHC frames per FFT call: the zero-padded chunk stays in cache
 
 
 @dataclass(frozen=True)
@@ -98,43 +98,6 @@ def _nlfer_basis(
 @lru_cache(maxsize=8)
 def _kaiser(n: int) -> np.ndarray:
     return kaiser(n, 0.5)
-
-
-def _fir(b: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Causal FIR filter, same length as x (pYAAPT: lfilter(b, 1, x))."""
-    if _FIR_EXACT:
-        return lfilter(b, 1, x)
-    return scipy.signal.oaconvolve(x, b)[: x.shape[0]]
-
-
-_FFT_CHUNK = 32  # frames per FFT call: the zero-padded chunk stays in cache
-
-
-def _fir(b: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Causal FIR filter, same length as x (pYAAPT: lfilter(b, 1, x))."""
-    if _FIR_EXACT:
-        return lfilter(b, 1, x)
-    return scipy.signal.oaconvolve(x, b)[: x.shape[0]]
-
-
-_FFT_CHUNK = 32  # frames per FFT call: a zero-padded chunk stays in cache
-
-
-def _magnitudes(frames: np.ndarray, nfft: int, nbins: int) -> np.ndarray:
-    """|rfft(frames, nfft)|[:, :nbins] as float64: (F, nbins).
-
-    Transformed in float32 (twice as fast; no F0 decision changed on the parity corpus), in chunks
-    written into one reused zero-padded buffer.
-    """
-    count, length = frames.shape
-    out = np.empty((count, nbins))
-    buf = np.zeros((min(_FFT_CHUNK, count), nfft), dtype=np.float32)
-    for start in range(0, count, _FFT_CHUNK):
-        stop = min(start + _FFT_CHUNK, count)
-        rows = buf[: stop - start]
-        rows[:, :length] = frames[start:stop]
-        out[start:stop] = np.abs(scipy.fft.rfft(rows, axis=1)[:, :nbins])
-    return out
 
 
 def _frames(x: np.ndarray, count: int, length: int, hop: int) -> np.ndarray:
@@ -383,8 +346,8 @@ def _yaapt(x: np.ndarray, fs: float, p: YaaptParams) -> np.ndarray:
     if not 15 < frame_size < 2048:
         raise ValueError(f"frame length of {frame_size} samples is outside (15, 2048)")
     b = _bandpass(fs, p.bp_forder, p.bp_low, p.bp_high)
-    filtered = _fir(b, x)
-    nl_filtered = _fir(b, x**2)
+    filtered = lfilter(b, 1, x)
+    nl_filtered = lfilter(b, 1, x**2)
 
     energy = _nlfer(filtered, fs, frame_size, hop, p)
     vuv = energy > p.nlfer_thresh1
