@@ -396,8 +396,7 @@ def nccf_track(
             else:
                 e += data[b + q - 1 + n] * data[b + q - 1 + n] - data[b + q - 1] * data[b + q - 1]
             den[q] = e
-        for i in range(frame_len + 1):
-            phi[i] = 0.0
+        phi[hi] = 0.0  # reads stay within [lo, hi]; pYAAPT's phi is zero at hi
         has_nan = False
         for q in range(nl):
             v = num[q] / np.sqrt(den[q] * p)

@@ -1,19 +1,26 @@
-"""Fast YAAPT F0: the amfm_decompy ``pYAAPT.yaapt`` algorithm, vectorised, with compiled inner loops.
+"""Fast YAAPT F0: amfm_decompy's ``pYAAPT.yaapt`` re-implemented with vectorised numpy and numba kernels.
 
-HierSpeech++ was trained on pYAAPT F0. This module computes the same frame-level F0 track
-(``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values``) about 10x faster on one core:
+HierSpeech++ was trained on pYAAPT F0. :func:`yaapt_fast` returns the same frame-level track as
+``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values`` (float64 Hz, 0 = unvoiced), ~10x faster on
+one core (bench/bench_f0_speed.py):
 
-* the Python per-frame loops of pYAAPT (SHC + peak picking, NCCF + candidate picking, the two dynamic
-  programs) run in numba kernels (:mod:`hierspeech.f0._yaapt_kernels`);
-* frames are transformed in batches (one FFT call for all voiced SHC frames);
-* the NLFER only needs ~150 bins of an 8192-point spectrum of a 320-sample frame: a small DFT matrix
-  product instead of full FFTs;
-* array glue (refinement, cost matrices, interpolation, medians) uses the same numpy/scipy calls as
-  the reference, so degenerate inputs raise where pYAAPT raises.
+* pYAAPT's Python per-frame loops (SHC + peak picking, NCCF + candidate picking, both dynamic programmes)
+  run in numba kernels (:mod:`hierspeech.f0._yaapt_kernels`), step for step the same decisions;
+* the SHC spectra (8192-point FFTs of the voiced frames) are computed in float32, in cached chunks;
+* the NLFER needs ~150 bins of an 8192-point spectrum of 320-sample frames: one float32 GEMM with a DFT
+  basis instead of 608 full FFTs;
+* the band-pass FIR runs as an FFT (overlap-add) convolution;
+* the array glue (spectral-track smoothing, candidate refinement, cost matrices) uses the same numpy/scipy
+  calls as the reference, so degenerate inputs behave (and raise) as in pYAAPT.
 
-Summation orders follow numpy's where pYAAPT uses numpy reductions; where it uses BLAS (NCCF numerator,
-DFT) results differ by a few ulps, which can flip a decision only at exact ties. Algorithm: Zahorian &
-Hu, "A spectral/temporal method for robust fundamental frequency tracking", JASA 123(6), 2008.
+Exactness: reductions that pYAAPT does with numpy (means, SHC row sums, NCCF window energies' inputs)
+follow numpy's pairwise order; pYAAPT's BLAS dot products (NCCF, FIR) have a machine-dependent order, so
+ours differ from them by ulps, as do the float32 spectra by ~1e-7 relative. The final dynamic programme has
+exact ties (candidates duplicated on purpose) that such differences can break the other way, so a few
+frames per thousand can differ (by one NCCF lag or a halving/doubling); see bench/bench_f0_parity.py.
+
+Algorithm: Zahorian & Hu, "A spectral/temporal method for robust fundamental frequency tracking",
+JASA 123(6), 2008.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 import scipy.interpolate
+import scipy.signal
 from scipy.signal import firwin, lfilter, medfilt
 from scipy.signal.windows import hann, kaiser
 
@@ -33,6 +41,7 @@ __all__ = ["YaaptParams", "yaapt_fast", "yaapt_fast_batch"]
 
 # NLFER DFT in float32 (half the cost; energies agree to ~1e-7, no voicing decision changed on the corpus)
 _NLFER_DTYPE = np.float32
+_FIR = "fft"  # "direct" = scipy lfilter, as pYAAPT
 _FFT_CHUNK = 32  # SHC frames per FFT call: the zero-padded chunk stays in cache
 
 
@@ -83,21 +92,34 @@ def _bandpass(fs: float, order: int, low: float, high: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _nlfer_basis(
-    frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hann-windowed cos/sin DFT rows for bins [k_lo, k_hi) of an nfft-point transform: (frame_size, K)."""
+def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> np.ndarray:
+    """Hann-windowed DFT basis for bins [k_lo, k_hi) of an nfft-point transform, cos columns then sin
+    columns: (frame_size, 2K)."""
     window = hann(frame_size + 2)[1:-1]
     n = np.arange(frame_size)[:, None]
     k = np.arange(k_lo, k_hi)[None, :]
     # reduce n*k modulo nfft in integers so the angle is exact before scaling
     ang = (2.0 * np.pi / nfft) * ((n * k) % nfft)
-    return (window[:, None] * np.cos(ang)).astype(dtype), (window[:, None] * np.sin(ang)).astype(dtype)
+    return np.concatenate([window[:, None] * np.cos(ang), window[:, None] * np.sin(ang)], axis=1).astype(
+        dtype
+    )
 
 
 @lru_cache(maxsize=8)
 def _kaiser(n: int) -> np.ndarray:
     return kaiser(n, 0.5)
+
+
+def _bandpass_both(b: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pYAAPT's causal FIR (lfilter(b, 1, .)) of x and of x**2, each (L,).
+
+    Overlap-add FFT convolution: ~40% less time than lfilter's direct sums, equal to them to ~1e-16
+    (lfilter's sums go through BLAS dot products, whose order we cannot reproduce anyway).
+    """
+    n = x.shape[0]
+    if _FIR == "direct" or n < 4 * b.shape[0]:
+        return lfilter(b, 1, x), lfilter(b, 1, x**2)
+    return scipy.signal.oaconvolve(x, b)[:n], scipy.signal.oaconvolve(x**2, b)[:n]
 
 
 def _frames(x: np.ndarray, count: int, length: int, hop: int) -> np.ndarray:
@@ -119,9 +141,11 @@ def _nlfer(filtered: np.ndarray, fs: float, frame_size: int, hop: int, p: YaaptP
     size = filtered.shape[0]
     nframes = len(range(frame_size // 2, size - frame_size // 2, hop))
     frames = _frames(filtered, nframes, frame_size, hop)
-    cos_b, sin_b = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
+    basis = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
+    nb = k_hi - k_lo
     frames = frames.astype(_NLFER_DTYPE)
-    energy = np.hypot(frames @ cos_b, frames @ sin_b).astype(np.float64).sum(axis=1)
+    both = frames @ basis  # one GEMM for the cos and sin parts
+    energy = np.hypot(both[:, :nb], both[:, nb:]).astype(np.float64).sum(axis=1)
     return energy / np.mean(energy)
 
 
@@ -346,8 +370,7 @@ def _yaapt(x: np.ndarray, fs: float, p: YaaptParams) -> np.ndarray:
     if not 15 < frame_size < 2048:
         raise ValueError(f"frame length of {frame_size} samples is outside (15, 2048)")
     b = _bandpass(fs, p.bp_forder, p.bp_low, p.bp_high)
-    filtered = lfilter(b, 1, x)
-    nl_filtered = lfilter(b, 1, x**2)
+    filtered, nl_filtered = _bandpass_both(b, x)
 
     energy = _nlfer(filtered, fs, frame_size, hop, p)
     vuv = energy > p.nlfer_thresh1
