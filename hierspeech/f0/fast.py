@@ -92,17 +92,21 @@ def _bandpass(fs: float, order: int, low: float, high: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> np.ndarray:
-    """Hann-windowed DFT basis for bins [k_lo, k_hi) of an nfft-point transform, cos columns then sin
-    columns: (frame_size, 2K)."""
+def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Folded Hann-windowed DFT basis for bins [k_lo, k_hi) of an nfft-point transform.
+
+    The window is symmetric, so about the frame centre c the spectrum is C - iS (times a phase) with
+    C = sum_n<L/2 (x[n] + x[L-1-n]) w[n] cos(w_k (n-c)) (+ the middle sample when L is odd) and
+    S = sum_n<L/2 (x[n] - x[L-1-n]) w[n] sin(w_k (n-c)): half the multiply-adds of the plain DFT.
+    Returns the cos basis (ceil(L/2), K) and the sin basis (L//2, K).
+    """
     window = hann(frame_size + 2)[1:-1]
-    n = np.arange(frame_size)[:, None]
+    half = frame_size // 2
+    n = np.arange((frame_size + 1) // 2)[:, None]
     k = np.arange(k_lo, k_hi)[None, :]
-    # reduce n*k modulo nfft in integers so the angle is exact before scaling
-    ang = (2.0 * np.pi / nfft) * ((n * k) % nfft)
-    return np.concatenate([window[:, None] * np.cos(ang), window[:, None] * np.sin(ang)], axis=1).astype(
-        dtype
-    )
+    ang = (2.0 * np.pi / nfft) * k * (n - (frame_size - 1) / 2.0)
+    w = window[: n.shape[0], None]
+    return (w * np.cos(ang)).astype(dtype), (w[:half] * np.sin(ang[:half])).astype(dtype)
 
 
 @lru_cache(maxsize=8)
@@ -141,11 +145,16 @@ def _nlfer(filtered: np.ndarray, fs: float, frame_size: int, hop: int, p: YaaptP
     size = filtered.shape[0]
     nframes = len(range(frame_size // 2, size - frame_size // 2, hop))
     frames = _frames(filtered, nframes, frame_size, hop)
-    basis = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
-    nb = k_hi - k_lo
-    frames = frames.astype(_NLFER_DTYPE)
-    both = frames @ basis  # one GEMM for the cos and sin parts
-    energy = np.hypot(both[:, :nb], both[:, nb:]).astype(np.float64).sum(axis=1)
+    cos_b, sin_b = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
+    half = frame_size // 2
+    head = frames[:, :half]
+    tail = frames[:, : frame_size - half - 1 : -1]  # x[L-1-n] for n < L/2
+    summed = np.empty((nframes, cos_b.shape[0]), dtype=_NLFER_DTYPE)
+    summed[:, :half] = head + tail
+    if frame_size % 2:
+        summed[:, half] = frames[:, half]
+    diff = (head - tail).astype(_NLFER_DTYPE)
+    energy = np.hypot(summed @ cos_b, diff @ sin_b).astype(np.float64).sum(axis=1)
     return energy / np.mean(energy)
 
 
