@@ -1,12 +1,13 @@
 """Compiled (numba) inner loops of the fast YAAPT port: the per-frame work that pYAAPT runs in Python.
 
-Every kernel reproduces the arithmetic of the amfm_decompy reference step by step. Sums that numpy
-computes with its pairwise reduction (``np.sum``/``np.mean`` on a contiguous row) use :func:`pairwise_sum`,
-which follows numpy's order exactly, so those values are bit-identical. The only sums whose order we
-cannot know are pYAAPT's BLAS dot products (NCCF numerator and frame energy); we use the pairwise order
-there too, which differs from BLAS by a few ulps.
+The kernels take the same decisions as amfm_decompy's pYAAPT, step by step (peak rules, tie-breaking,
+NaN behaviour, the in-place mean removal on overlapping NCCF frames). Sums that pYAAPT does with numpy
+reductions (frame means, SHC row sums) follow numpy's pairwise order exactly (:func:`pairwise_sum`), so
+those values are bit-identical. pYAAPT's BLAS dot products (NCCF numerator and window energies) have a
+machine-dependent order; ours are SIMD sums (window energies slide, recomputed every ``_REFRESH`` lags)
+that differ from them by ulps.
 
-Kernels take and return plain float64/int64 arrays; compiled code is cached on disk (``cache=True``).
+Compiled code is cached on disk (``cache=True``); the first run in a fresh environment compiles (~15 s).
 """
 
 from __future__ import annotations
