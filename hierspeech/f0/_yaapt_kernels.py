@@ -7,7 +7,7 @@ those values are bit-identical. pYAAPT's BLAS dot products (NCCF numerator and w
 machine-dependent order; ours are SIMD sums (window energies slide, recomputed every ``_REFRESH`` lags)
 that differ from them by ulps.
 
-Compiled code is cached on disk (``cache=True``); the first run in a fresh environment compiles (~15 s).
+Compiled code is cached on disk (``cache=True``); the first run in a fresh environment compiles them (15-50 s).
 """
 
 from __future__ import annotations
