@@ -175,7 +175,7 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True, help="hidden_states index kept.")
 @click.option("--w2v-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage dtype of w2v.npy.")
 @click.option("--f0-max", type=float, default=None, help="YAAPT f0_max (default 400 Hz as extract_f0.py; upstream's VC inference uses 1100).")
-@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="amfm", show_default=True)
+@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="fast", show_default=True, help="fast: our YAAPT (~11x, pYAAPT parity thresholds); amfm: amfm_decompy, the bit-exact reference.")
 @click.option("--f0-failure", type=click.Choice(["error", "zeros"]), default="error", show_default=True, help="error: the row goes to the errors table; zeros: store zeros and flag f0.failed in the json and index.")
 @click.option("--language", default="en-us", show_default=True, help="espeak voice for rows without a 'language' value.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Longer texts (ids before blanks) are error rows.")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.job import Job
 from pipeline.stage import Resources, Stage
 from pipeline.stages.decode import DecodeStage
@@ -51,7 +52,7 @@ class ExtractConfig:
     w2v_layer: int = 7
     w2v_dtype: str = "float16"
     f0_max: float | None = None
-    f0_backend: str = "amfm"
+    f0_backend: str = DEFAULT_F0_BACKEND
     f0_failure: str = "error"
     language: str = "en-us"
     add_blank: bool = True

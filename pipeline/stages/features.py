@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.item import Item
 from pipeline.stage import Resources, Stage
 from pipeline.stages.encode import EncodeFlacStage
@@ -127,7 +128,7 @@ class F0MelStage(Stage):
         f0: bool = True,
         mel: bool = True,
         f0_max: float | None = None,
-        f0_backend: str = "amfm",
+        f0_backend: str = DEFAULT_F0_BACKEND,
         f0_failure: str = "error",
         resources: Resources | None = None,
     ):

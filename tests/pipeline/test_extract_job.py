@@ -74,6 +74,7 @@ def extracted(tmp_path_factory, reference_dir, ray_local):
         "--features", "w2v,f0,tokens,mel,denoise",
         "--w2v-model", str(w2v_dir), "--denoiser-ckpt", str(den_ckpt),
         "--cpu-actors", "2", "--gpu-actors", "1", "--batch-seconds", "10",
+        "--f0-backend", "amfm",  # the reference backend: F0 must equal the goldens bit for bit
         "--rows-per-shard", "3", "--no-progress",
     ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
