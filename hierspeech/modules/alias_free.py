@@ -15,10 +15,14 @@ shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, ker
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from hierspeech.modules.scratch import scratch
+from hierspeech.modules.snake import Snake, SnakeBeta, snake_beta_
 
 
 def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -176,13 +180,28 @@ class Activation1d(nn.Module):
             and low.stride == self.down_ratio
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T) when both ratios are equal."""
+    def forward(self, x: torch.Tensor, scratch_output: bool = False) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T) when both ratios are equal.
+
+        With `scratch_output` (inference inside `reuse_scratch`), the result lives in a scratch tensor
+        that the next such call in this thread overwrites: only for a result consumed at once.
+        """
         if not self.fused:
             return self.downsample(self.act(self.upsample(x)))
-        return self._forward_phases(x)
+        return self._forward_phases(x, scratch_output)
 
-    def _forward_phases(self, x: torch.Tensor) -> torch.Tensor:
+    def _phase_plan(self, dtype: torch.dtype, device: torch.device) -> _PhasePlan:
+        """Tap layout of the phase-domain path, cached until the filter buffers change."""
+        up, low = self.upsample, self.downsample.lowpass
+        key = (up.filter._version, low.filter._version, up.filter.data_ptr(), low.filter.data_ptr(), dtype, device)
+        cached = getattr(self, "_plan_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plan = _PhasePlan.build(up, low, dtype, device)
+        self._plan_cache = (key, plan)
+        return plan
+
+    def _forward_phases(self, x: torch.Tensor, scratch_output: bool = False) -> torch.Tensor:
         """Same result as the composed path, computed on the ``r`` phases of the upsampled signal.
 
         The decimating filter computes ``y[k] = sum_t h[t] v[clamp(r k + t - pad_left)]`` over the
@@ -192,10 +211,72 @@ class Activation1d(nn.Module):
         fall outside ``[0, r T)`` are the decimator's replicate padding: they are set to ``v[0]`` or
         ``v[r T - 1]``.
         """
-        up, low = self.upsample, self.downsample.lowpass
+        plan = self._phase_plan(x.dtype, x.device)
         r, batch, channels, length = self.up_ratio, x.shape[0], x.shape[1], x.shape[-1]
-        k_down, pad_left = low.kernel_size, low.pad_left
-        # Per decimator phase b: first tap group a_b, and the number of taps it holds.
+        row_len = length + plan.n_taps - 1
+        # On CPU, these short depthwise filters run several times faster as a few in-place
+        # multiply-adds of shifted views than as grouped convolutions (see bench/bench_speechsr.py).
+        shifted_adds = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if shifted_adds:
+            xp = _replicate_pad(x, plan.pad_left, plan.pad_right)
+            rows = scratch("alias_free.rows", (batch, channels, r, row_len), x)
+            for b in range(r):
+                _fir(xp, plan.up_taps[b], plan.starts[b], rows[:, :, b])
+        else:
+            phases = self.upsample.padded_phases(x, plan.extra_left, plan.extra_right, plan.src_phase)
+            rows = torch.stack(
+                [phases[:, :, b, plan.starts[b] : plan.starts[b] + row_len] for b in range(r)], dim=2
+            )
+        if shifted_adds and isinstance(self.act, SnakeBeta | Snake):
+            alpha, inv_beta = self.act.factors()
+            tmp = scratch("alias_free.snake", rows.shape, rows)
+            snake_beta_(rows, alpha.view(-1, 1, 1), inv_beta.view(-1, 1, 1), tmp)
+        else:
+            rows = self.act(rows)
+        # Replicate padding of the decimator: v[0] is row 0 at j = -first[0], v[rT-1] is row r-1 at
+        # j = T - 1 - first[r-1].
+        head = rows[:, :, 0, plan.head_at].unsqueeze(-1)
+        tail = rows[:, :, r - 1, length - 1 + plan.tail_at].unsqueeze(-1)
+        for b in range(r):
+            if plan.n_head[b]:
+                rows[:, :, b, : plan.n_head[b]] = head
+        for b in range(r):
+            tail_from = length - plan.first[b]
+            if tail_from < row_len:
+                rows[:, :, b, tail_from:] = tail
+        if shifted_adds:
+            shape = (batch, channels, length)
+            out = scratch("alias_free.out", shape, x) if scratch_output else x.new_empty(shape)
+            _fir(rows[:, :, 0], plan.down_taps[0], 0, out)
+            for b in range(1, r):
+                _fir(rows[:, :, b], plan.down_taps[b], 0, out, accumulate=True)
+            return out
+        weight = plan.down_weight.unsqueeze(0).expand(channels, -1, -1)
+        return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
+
+
+@dataclass(frozen=True)
+class _PhasePlan:
+    """Where each decimator phase row comes from, and the taps of both filters per row."""
+
+    first: list[int]  # first tap group a_b of decimator phase b
+    n_head: list[int]  # row positions before v[0] (replicate padding)
+    head_at: int  # row-0 position of v[0]
+    tail_at: int  # row-(r-1) position of v[rT-1], minus (T - 1)
+    n_taps: int
+    src_phase: list[int]  # upsampler phase feeding row b
+    starts: list[int]  # offset of row b in the padded input (shifted adds) or phase output (conv)
+    extra_left: int
+    extra_right: int
+    pad_left: int
+    pad_right: int
+    up_taps: list[list[float]]  # cross-correlation taps per row, gain included
+    down_taps: list[list[float]]
+    down_weight: torch.Tensor  # (r, n_taps)
+
+    @classmethod
+    def build(cls, up: UpSample1d, low: LowPassFilter1d, dtype: torch.dtype, device: torch.device) -> _PhasePlan:
+        r, k_down, pad_left = up.ratio, low.kernel_size, low.pad_left
         first = [-((b + pad_left) // r) for b in range(r)]
         count = [(k_down - 1 - b - pad_left) // r - first[b] + 1 for b in range(r)]
         n_taps = max(count)
@@ -203,34 +284,48 @@ class Activation1d(nn.Module):
         off = (up.kernel_size - r) // 2
         src_phase = [(b + off) % r for b in range(r)]
         shift = [first[b] + (b + off) // r for b in range(r)]
-        row_len = length + n_taps - 1
         extra_left = max(0, -min(shift))
         extra_right = max(0, max(shift) + n_taps - 1 - up.pad)
-        phases = up.padded_phases(x, extra_left, extra_right, phase_order=src_phase)
-        if len(set(shift)) == 1:
-            start = shift[0] + extra_left
-            rows = phases[..., start : start + row_len]
-        else:
-            rows = torch.stack(
-                [phases[:, :, b, shift[b] + extra_left : shift[b] + extra_left + row_len] for b in range(r)],
-                dim=2,
-            )
-        rows = self.act(rows)
-        # Replicate padding of the decimator: v[0] is row 0 at j = -first[0]; v[rT-1] is row r-1 at
-        # j = T - 1 - first[r-1].
-        head = rows[:, :, 0, -first[0]].clone()
-        tail = rows[:, :, r - 1, length - 1 - first[r - 1]].clone()
+        up_taps = up.phase_filters(src_phase).to(device=device, dtype=dtype)[:, 0]
+        taps = low.filter.view(-1).to(device=device, dtype=dtype)
+        down_weight = torch.zeros(r, n_taps, dtype=dtype, device=device)
         for b in range(r):
-            n_head = max(0, (-(r * first[b] + b) + r - 1) // r)
-            if n_head:
-                rows[:, :, b, :n_head] = head[..., None]
-            tail_from = length - first[b]
-            if tail_from < row_len:
-                rows[:, :, b, tail_from:] = tail[..., None]
-        weight = torch.zeros(r, n_taps, dtype=x.dtype, device=x.device)
-        taps = low.filter.view(-1).to(x.dtype)
-        for b in range(r):
-            idx = torch.arange(count[b], device=x.device) * r + r * first[b] + b + pad_left
-            weight[b, : count[b]] = taps[idx]
-        weight = weight.unsqueeze(0).expand(channels, -1, -1)
-        return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
+            down_weight[b, : count[b]] = taps[r * first[b] + b + pad_left :: r][: count[b]]
+        return cls(
+            first=first,
+            n_head=[max(0, (-(r * first[b] + b) + r - 1) // r) for b in range(r)],
+            head_at=-first[0],
+            tail_at=-first[r - 1],
+            n_taps=n_taps,
+            src_phase=src_phase,
+            starts=[shift[b] + extra_left for b in range(r)],
+            extra_left=extra_left,
+            extra_right=extra_right,
+            pad_left=up.pad + extra_left,
+            pad_right=up.pad + extra_right,
+            up_taps=up_taps.tolist(),
+            down_taps=down_weight.tolist(),
+            down_weight=down_weight,
+        )
+
+
+def _replicate_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """`F.pad(x, (left, right), mode="replicate")` into a reusable scratch tensor."""
+    length = x.shape[-1]
+    out = scratch("alias_free.pad", (*x.shape[:-1], left + length + right), x)
+    out[..., left : left + length] = x
+    out[..., :left] = x[..., :1]
+    out[..., left + length :] = x[..., -1:]
+    return out
+
+
+def _fir(x: torch.Tensor, taps: list[float], start: int, out: torch.Tensor, accumulate: bool = False) -> None:
+    """``out[..., k] (+)= sum_i taps[i] * x[..., start + k + i]`` with in-place multiply-adds."""
+    n = out.shape[-1]
+    i0 = 0
+    if not accumulate:
+        torch.mul(x[..., start : start + n], taps[0], out=out)
+        i0 = 1
+    for i in range(i0, len(taps)):
+        if taps[i] != 0.0:
+            out.add_(x[..., start + i : start + i + n], alpha=taps[i])

@@ -1,0 +1,44 @@
+"""Reusable scratch tensors for inference loops.
+
+Allocating a fresh multi-megabyte tensor costs page faults on first touch (glibc returns large freed
+blocks to the OS), which on CPU can take longer than the arithmetic done in it. Inside
+``with reuse_scratch():`` the helpers that ask for `scratch` tensors get the same storage back on every
+call (per thread, per name, while the shape stays the same); outside it, `scratch` simply allocates.
+A scratch tensor is only valid until the next request for the same name: never return one to a caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+_local = threading.local()
+
+
+@contextmanager
+def reuse_scratch() -> Iterator[None]:
+    """Keep scratch tensors alive for the duration of the block (nested blocks share the pool)."""
+    outer = getattr(_local, "pool", None)
+    if outer is None:
+        _local.pool = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _local.pool = None
+
+
+def scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor of `shape` with `like`'s dtype and device, reused inside `reuse_scratch`."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        return like.new_empty(shape)
+    key = (name, like.dtype, like.device)
+    buffer = pool.get(key)
+    if buffer is None or buffer.shape != tuple(shape):
+        buffer = like.new_empty(shape)
+        pool[key] = buffer
+    return buffer
