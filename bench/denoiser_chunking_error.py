@@ -21,14 +21,14 @@ from hierspeech.denoiser import Denoiser, DenoiserConfig, denoise
 from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = [(2.0, 0.5), (4.0, 1.0), (4.0, 2.0), (6.0, 1.0), (8.0, 2.0)]
+SETTINGS = [(2.0, 0.5), (4.0, 1.0), (4.0, 2.0), (6.0, 1.0), (8.0, 2.0), (10.0, 2.0)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference-dir", type=Path,
                         default=Path(os.environ.get("HSP_REFERENCE_DIR", REPO.parent / "shared" / "reference")))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
