@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from hierspeech.synthesizer import Synthesizer
+from hierspeech.testing.synthetic_weights import load_synthetic_weights
 from hierspeech.testing.tiny import tiny_synthesizer_config
 from hierspeech.testing.tiny_ttv import tiny_ttv
-from hierspeech.testing.synthetic_weights import load_synthetic_weights
 
 
 def tiny_hop320_synthesizer_config():

@@ -271,6 +271,12 @@ class SynthesisModelStage(Stage):
 
     # ------------------------------------------------------------------ per batch
     def process(self, items: list[Item]) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self._process(items)
+
+    def _process(self, items: list[Item]) -> None:
         for item in items:
             if not item.failed:
                 self.run_guarded(item, self._check_item)
