@@ -242,6 +242,7 @@ def synthesis_options(function):
         click.option("--gpu-actors", type=click.IntRange(min=1), default=1, show_default=True),
         click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True),
         click.option("--cpu-actors", type=click.IntRange(min=1), default=2, show_default=True, help="YAAPT F0 actors (VC rows)."),
+        click.option("--max-batch-items", type=click.IntRange(min=0), default=0, show_default=True, help="Rows per model call; 0: 1 on CPU (bit-reproducible reruns), 8 on CUDA."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -291,6 +292,7 @@ def _synthesize_config(mode, modes, kw):
         gpu_actors=kw.pop("gpu_actors"),
         gpus_per_actor=kw.pop("gpus_per_actor"),
         cpu_actors=kw.pop("cpu_actors"),
+        max_batch_items=kw.pop("max_batch_items"),
     )
 
 

@@ -103,7 +103,7 @@ SYNTHESIZE_INDEX_FIELDS = [
     pa.field("gate_failures", pa.string()),
 ]
 
-RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task")
+RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items")
 
 
 @dataclass
@@ -124,6 +124,7 @@ class SynthesizeConfig:
     gates: GateLimits = field(default_factory=GateLimits)
     drop_failed_gates: bool = False
     modes: tuple[str, ...] = ("vc",)
+    max_batch_items: int = 0  # rows per model call; 0: 1 on CPU (bit-reproducible), 8 on CUDA
     gpu_actors: int = 1
     gpus_per_actor: float = 1.0
     cpu_actors: int = 2
@@ -196,6 +197,7 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
                 models,
                 modes=config.modes,
                 denoise_chunk_seconds=config.denoise_chunk_seconds,
+                max_batch_items=config.max_batch_items,
                 resources=Resources(num_cpus=1.0, num_gpus=config.gpus_per_actor, actors=config.gpu_actors),
             )
         )

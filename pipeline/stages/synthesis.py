@@ -209,8 +209,10 @@ class SynthesisModelStage(Stage):
     """All model steps of a row, batched: prompt (denoise, mel), w2v or TTV, synthesizer, SpeechSR.
 
     Items of a Ray batch are grouped by their scalar parameters (denoise_ratio; TTV noise and
-    length scales) and run together; every random draw comes from the item's own seeded
-    generators, so an item's output does not depend on its batch mates.
+    length scales) and run together, `max_batch_items` at a time; every random draw comes from
+    the item's own seeded generators, so an item's output does not depend on its batch mates
+    beyond float rounding (padded batches sum in another order). Bit-identical reruns therefore
+    need a fixed batch composition: the default runs one item at a time on CPU, 8 on CUDA.
     """
 
     name = "synthesis"
@@ -218,8 +220,17 @@ class SynthesisModelStage(Stage):
     batch_size = 8
     input_rows_per_block = 8
 
-    def __init__(self, models: ModelPaths, *, modes: tuple[str, ...], denoise_chunk_seconds: float | None = 4.0, resources: Resources | None = None):
+    def __init__(
+        self,
+        models: ModelPaths,
+        *,
+        modes: tuple[str, ...],
+        denoise_chunk_seconds: float | None = 4.0,
+        max_batch_items: int = 0,
+        resources: Resources | None = None,
+    ):
         super().__init__(resources)
+        self.max_batch_items = max_batch_items  # 0: 1 on CPU (bit-reproducible), 8 on CUDA
         self.models = models
         self.modes = modes
         self.denoise_chunk_seconds = denoise_chunk_seconds
@@ -286,8 +297,10 @@ class SynthesisModelStage(Stage):
                 p = item.data["params"]
                 key = (item.data["mode"], p["denoise_ratio"], p.get("noise_scale_ttv"), p.get("noise_scale_w"), p.get("length_scale"))
                 groups.setdefault(key, []).append(item)
+        size = self.max_batch_items or (8 if self.device == "cuda" else 1)
         for key, group in groups.items():
-            self.process_batch_isolating(group, self._run_tts if key[0] == "tts" else self._run_vc)
+            for at in range(0, len(group), size):
+                self.process_batch_isolating(group[at : at + size], self._run_tts if key[0] == "tts" else self._run_vc)
         for item in items:
             if not item.failed:
                 self.run_guarded(item, self._super_resolve)
