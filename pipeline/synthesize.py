@@ -95,8 +95,6 @@ SYNTHESIZE_INDEX_FIELDS = [
     pa.field("speaker", pa.string()),
     pa.field("seed", pa.int64()),
     pa.field("sample_rate", pa.int64()),
-    pa.field("duration", pa.float64()),
-    pa.field("source_duration", pa.float64()),
     pa.field("prompt_seconds", pa.float64()),
     pa.field("token_count", pa.int64()),
     pa.field("gates_passed", pa.bool_()),

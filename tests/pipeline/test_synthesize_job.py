@@ -192,7 +192,7 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
         pa.table(
             {
                 "id": ["t1", "t1_again", "t1_seed2", "too_long", "no_phonemes"],
-                "text": ["Hello world, this is a test.", "Hello world, this is a test.", "Hello world, this is a test.", long_text, "***"],
+                "text": ["Hello world, this is a test.", "Hello world, this is a test.", "Hello world, this is a test.", long_text, "🙂🙂"],
                 "prompt_audio": [str(c / "u1.wav")] * 5,
                 "seed": [7, 7, 8, 7, 7],
                 "noise_scale_ttv": [0.5, 0.5, 0.5, 0.5, 0.5],
