@@ -26,6 +26,7 @@ from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
 from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
+from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.style_encoder import StyleEncoder
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
 from hierspeech.vocoder import Generator, SourceNetwork
@@ -218,6 +219,10 @@ class Synthesizer(nn.Module):
         """
         if g.size(0) != z.size(0):
             g = g.expand(z.size(0), -1, -1)
+        with reuse_scratch():
+            return self._vocode_groups(z, g, lengths)
+
+    def _vocode_groups(self, z: Tensor, g: Tensor, lengths: Tensor | None) -> Tensor:
         if lengths is None or bool((lengths == z.size(2)).all()):
             e, _ = self.sn(z, g)
             return self.dec(z, e, g=g)

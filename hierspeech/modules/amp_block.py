@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from hierspeech.modules.alias_free import Activation1d
@@ -32,8 +33,12 @@ class AMPBlock1(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T) -> (B, C, T)."""
         acts = self.activations
+        # Without autograd each activation's output may live in a reused scratch tensor (see
+        # hierspeech.modules.scratch): it is consumed at once by the next convolution.
+        reuse = not torch.is_grad_enabled()
         for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
-            x = x + conv2(acts[2 * i + 1](conv1(acts[2 * i](x))))
+            h = conv1(acts[2 * i](x, scratch_output=reuse))
+            x = x + conv2(acts[2 * i + 1](h, scratch_output=reuse))
         return x
 
 
