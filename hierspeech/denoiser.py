@@ -144,7 +144,7 @@ def _rms_gain(wav: Tensor) -> Tensor:
     return torch.sqrt(wav.shape[-1] / energy)
 
 
-def _crossfade_weights(starts: list[int], size: int, n_frames: int, device: torch.device) -> list[Tensor]:
+def _crossfade_weights(starts: list[int], size: int, device: torch.device) -> list[Tensor]:
     """Per-window weights (size,): linear ramps across each overlap, positive everywhere."""
     weights = []
     for i, start in enumerate(starts):
@@ -167,7 +167,7 @@ def _denoise_chunked(
     n_frames = mag.shape[-1]
     step = chunk - overlap
     starts = [*range(0, n_frames - chunk, step), n_frames - chunk]
-    weights = _crossfade_weights(starts, chunk, n_frames, mag.device)
+    weights = _crossfade_weights(starts, chunk, mag.device)
     spec = torch.zeros(mag.shape, dtype=torch.complex64 if mag.dtype != torch.float64 else torch.complex128, device=mag.device)
     total = torch.zeros(n_frames, dtype=mag.dtype, device=mag.device)
     for first in range(0, len(starts), chunk_batch_size):

@@ -156,7 +156,7 @@ def test_chunked_long_input_is_close_and_batches_windows_exactly() -> None:
 
 def test_crossfade_weights_cover_every_frame() -> None:
     size, starts = 40, [0, 30, 60, 65]
-    weights = _crossfade_weights(starts, size, 105, torch.device("cpu"))
+    weights = _crossfade_weights(starts, size, torch.device("cpu"))
     total = torch.zeros(105)
     for start, w in zip(starts, weights, strict=True):
         assert (w > 0).all()
@@ -196,3 +196,10 @@ def test_batch_mixing_chunked_and_whole_items_equals_single_runs() -> None:
     for i, n in enumerate(lengths):
         alone = denoise(batch[i, :n], model, **settings)[0]
         assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+
+
+def test_package_exports_denoiser() -> None:
+    import hierspeech
+
+    assert hierspeech.Denoiser is Denoiser
+    assert hierspeech.denoise is denoise
