@@ -8,7 +8,9 @@ The official implementation zero-stuffs with ``conv_transpose1d`` and then filte
 signal with a strided convolution. The same numbers are computed here with polyphase filters: the
 upsampler is one grouped convolution with ``r`` short filters per channel (no zero-stuffing), and
 `Activation1d` keeps the upsampled signal split into its ``r`` phases, so the decimating filter reads
-it without ever interleaving or re-padding the full-rate signal. Buffers keep the official names and
+it without ever interleaving or re-padding the full-rate signal. For CPU inference the short phase
+filters run as in-place multiply-adds of shifted views into reused scratch tensors (`reuse_scratch`),
+several times faster than grouped convolutions. Buffers keep the official names and
 shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, kernel_size]``).
 """
 
