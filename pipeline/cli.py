@@ -358,7 +358,10 @@ def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, 
     plan = augment_plan(table, manifest_path.resolve().parent, options, prompts, prompts_path.resolve().parent if prompts_path else None)
     Path(output).mkdir(parents=True, exist_ok=True)
     plan_path = Path(output) / "plan.parquet"
-    pq.write_table(plan, plan_path)
+    if plan_path.exists() and not pq.read_table(plan_path).equals(plan):
+        raise click.ClickException(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
+    if not plan_path.exists():
+        pq.write_table(plan, plan_path)
     click.echo(f"wrote {plan_path}: {plan.num_rows} rows ({variants} variant(s) x {augment_mode} for {table.num_rows} utterances)", err=True)
     modes = ("vc", "tts") if augment_mode == "both" else (augment_mode,)
     _synthesize_run(None, modes, plan_path, output, kw)
