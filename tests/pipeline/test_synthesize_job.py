@@ -239,3 +239,29 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
         supervisions = lhotse.load_manifest(lhotse_dir / "supervisions.jsonl.gz")
         lhotse.validate_recordings_and_supervisions(recordings, supervisions)
         assert len(recordings) == len(a) and recordings[lines[0]["id"]].load_audio().shape[-1] == recordings[lines[0]["id"]].num_samples
+
+
+def test_quality_gates_flag_or_drop() -> None:
+    """Silence, NaN, clipping and duration flags; --drop-failed-gates turns them into QualityGate errors."""
+    from pipeline.item import Item
+    from pipeline.stages.synthesis import GateLimits, SynthesisOutputStage
+
+    def item(raw: np.ndarray, expected: float) -> Item:
+        params = {"scale_norm": "max", "seed": 1, "output_sr": 16000, "denoise_ratio": 0.0}
+        return Item("x", 0, {}, data={"raw": raw, "raw_rate": 16000, "expected_seconds": expected, "params": params, "prompt_peak": 0.5})
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    nan = tone.copy()
+    nan[5] = np.nan
+    cases = {"ok": (tone, 1.0, []), "silent": (tone * 1e-5, 1.0, ["near_silence"]), "nan": (nan, 1.0, ["non_finite"]),
+             "clipped": (np.clip(tone * 10, -1, 1), 1.0, ["clipping"]), "short": (tone, 3.0, ["duration_ratio"])}
+    for name, (raw, expected, failed) in cases.items():
+        flagged = item(raw, expected)
+        SynthesisOutputStage(gates=GateLimits())([flagged])
+        assert flagged.meta["gates"]["failed"] == failed and flagged.index["gates_passed"] == (not failed), name
+        wave = sf.read(io.BytesIO(flagged.members["flac"]), dtype="int16")[0]
+        assert np.abs(wave).max() == (int(32767 * 0.999) if name != "nan" else np.abs(wave).max()), name
+        dropped = item(raw, expected)
+        SynthesisOutputStage(gates=GateLimits(), drop_failed_gates=True)([dropped])
+        assert (dropped.error is None) == (not failed) and (not failed or dropped.error.error == "QualityGate"), name
