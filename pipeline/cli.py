@@ -342,6 +342,185 @@ def demo(output: str, num_cpus: int | None) -> None:
     _run(job, input_manifest(str(base / "prepared"), str(base / "upsampled48k")), str(base / "upsampled48k"), options)
 
 
+def synthesis_options(function):
+    """Checkpoints, per-row defaults, limits, gates and actors shared by `synthesize` and `augment`."""
+    decorators = [
+        click.option("--models", "models_file", type=click.Path(exists=True, dir_okay=False), default=None, help="models.yaml/json with synthesizer, ttv, denoiser, speechsr24k, speechsr48k, w2v_model (paths relative to it); explicit options win."),
+        click.option("--synthesizer", type=click.Path(exists=True, dir_okay=False), default=None, help="hierspeechpp_v2_ckpt.pth (config.json beside)."),
+        click.option("--ttv", type=click.Path(exists=True, dir_okay=False), default=None, help="ttv_lt960_ckpt.pth (config.json beside); TTS rows."),
+        click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None, help="MP-SENet denoiser/g_best; needed when denoise_ratio > 0."),
+        click.option("--speechsr", multiple=True, type=click.Path(exists=True, dir_okay=False), help="SpeechSR G_*.pth (24 or 48 kHz, config.json beside); repeatable."),
+        click.option("--w2v-model", default=None, help="w2v hub id or folder (default facebook/mms-300m); VC rows."),
+        click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True),
+        click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="amfm", show_default=True),
+        click.option("--noise-scale", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="VC rows: synthesizer noise scale."),
+        click.option("--noise-scale-ttv", type=click.FloatRange(0, 10), default=0.333, show_default=True),
+        click.option("--noise-scale-vc", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="TTS rows: synthesizer noise scale."),
+        click.option("--noise-scale-w", type=click.FloatRange(0, 10), default=1.0, show_default=True),
+        click.option("--length-scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True),
+        click.option("--denoise-ratio", type=click.FloatRange(0, 1), default=0.0, show_default=True),
+        click.option("--output-sr", type=click.Choice(["16000", "24000", "48000"]), default="16000", show_default=True),
+        click.option("--scale-norm", type=click.Choice(["max", "prompt"]), default="max", show_default=True, help="Output peak: 0.999 (max) or the prompt's peak, as upstream."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Base of per-row seeds (rows without 'seed')."),
+        click.option("--min-prompt-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True),
+        click.option("--max-prompt-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True),
+        click.option("--max-source-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True),
+        click.option("--max-text-tokens", type=click.IntRange(min=1), default=200, show_default=True, help="Phoneme ids (before blanks); longer texts are error rows."),
+        click.option("--language", default="en-us", show_default=True),
+        click.option("--min-rms-dbfs", type=float, default=-60.0, show_default=True, help="Quality gate: near-silence."),
+        click.option("--max-clipped-fraction", type=click.FloatRange(0, 1), default=0.001, show_default=True),
+        click.option("--duration-ratio", nargs=2, type=float, default=(0.5, 2.0), show_default=True, help="Quality gate: output / expected duration range."),
+        click.option("--drop-failed-gates", is_flag=True, help="Rows failing a gate go to the errors table instead of the shards."),
+        click.option("--gpu-actors", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True),
+        click.option("--cpu-actors", type=click.IntRange(min=1), default=2, show_default=True, help="YAAPT F0 actors (VC rows)."),
+        click.option("--max-batch-items", type=click.IntRange(min=0), default=0, show_default=True, help="Rows per model call; 0: 1 on CPU (bit-reproducible reruns), 8 on CUDA."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _synthesize_config(mode, modes, kw):
+    from pipeline.stages.synthesis import GateLimits, InputLimits, SynthesisDefaults
+    from pipeline.synthesize import SynthesizeConfig, load_models_file
+
+    files = load_models_file(kw.pop("models_file")) if kw.get("models_file") else {}
+    kw.pop("models_file", None)
+    synthesizer = kw.pop("synthesizer") or files.get("synthesizer")
+    if not synthesizer:
+        raise click.UsageError("pass --synthesizer PATH (or --models models.yaml)")
+    speechsr: dict[int, str] = {}
+    for path in [*(files.get(k) for k in ("speechsr24k", "speechsr48k") if files.get(k)), *kw.pop("speechsr")]:
+        from hierspeech.speechsr import SpeechSRConfig
+
+        config = SpeechSRConfig.from_json(Path(path).with_name("config.json"))
+        speechsr[config.sampling_rate] = str(Path(path).resolve())
+    absolute = lambda p: str(Path(p).resolve()) if p else None  # noqa: E731
+    return SynthesizeConfig(
+        synthesizer=absolute(synthesizer),
+        mode=mode,
+        modes=modes,
+        ttv=absolute(kw.pop("ttv") or files.get("ttv")),
+        denoiser=absolute(kw.pop("denoiser") or files.get("denoiser")),
+        speechsr=speechsr,
+        w2v_model=kw.pop("w2v_model") or files.get("w2v_model") or "facebook/mms-300m",
+        w2v_layer=kw.pop("w2v_layer"),
+        f0_backend=kw.pop("f0_backend"),
+        defaults=SynthesisDefaults(
+            noise_scale=kw.pop("noise_scale"), noise_scale_ttv=kw.pop("noise_scale_ttv"), noise_scale_vc=kw.pop("noise_scale_vc"),
+            noise_scale_w=kw.pop("noise_scale_w"), length_scale=kw.pop("length_scale"), denoise_ratio=kw.pop("denoise_ratio"),
+            output_sr=int(kw.pop("output_sr")), seed=kw.pop("seed"), scale_norm=kw.pop("scale_norm"),
+        ),
+        limits=InputLimits(
+            min_prompt_seconds=kw.pop("min_prompt_seconds"), max_prompt_seconds=kw.pop("max_prompt_seconds"),
+            max_source_seconds=kw.pop("max_source_seconds"), max_text_tokens=kw.pop("max_text_tokens"), language=kw.pop("language"),
+        ),
+        gates=GateLimits(
+            min_rms_dbfs=kw.pop("min_rms_dbfs"), max_clipped_fraction=kw.pop("max_clipped_fraction"),
+            min_duration_ratio=kw["duration_ratio"][0], max_duration_ratio=kw.pop("duration_ratio")[1],
+        ),
+        drop_failed_gates=kw.pop("drop_failed_gates"),
+        gpu_actors=kw.pop("gpu_actors"),
+        gpus_per_actor=kw.pop("gpus_per_actor"),
+        cpu_actors=kw.pop("cpu_actors"),
+        max_batch_items=kw.pop("max_batch_items"),
+    )
+
+
+def _synthesize_run(mode, modes, manifest_path, output, kw) -> None:
+    from hierspeech.f0 import F0BackendUnavailableError
+    from pipeline.synthesize import synthesize_job
+
+    config = _synthesize_config(mode, modes, kw)
+    try:
+        job = synthesize_job(config)
+    except (ValueError, F0BackendUnavailableError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(job, manifest_path, output, make_run_options(**kw))
+
+
+@main.group()
+def synthesize() -> None:
+    """Zero-shot voice conversion and TTS with HierSpeech++ (see docs/synthesize.md)."""
+
+
+@synthesize.command("vc")
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True)
+@synthesis_options
+@run_options
+def synthesize_vc(manifest_path: Path, output: str, **kw) -> None:
+    """Rows id, audio (source), target_audio (voice prompt) [+ noise_scale, denoise_ratio, seed, output_sr]."""
+    _synthesize_run("vc", ("vc",), manifest_path, output, kw)
+
+
+@synthesize.command("tts")
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True)
+@synthesis_options
+@run_options
+def synthesize_tts(manifest_path: Path, output: str, **kw) -> None:
+    """Rows id, text, prompt_audio [+ noise_scale_ttv, noise_scale_vc, noise_scale_w, length_scale, denoise_ratio, seed, output_sr]."""
+    _synthesize_run("tts", ("tts",), manifest_path, output, kw)
+
+
+@main.command()
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, help="Output folder (local): plan.parquet is written there too.")
+@click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per utterance and mode.")
+@click.option("--mode", "augment_mode", type=click.Choice(["vc", "tts", "both"]), default="vc", show_default=True)
+@click.option("--prompts", "prompts_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Prompt pool manifest (id, audio, speaker); default: the manifest itself.")
+@synthesis_options
+@run_options
+def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, prompts_path: Path | None, **kw) -> None:
+    """K synthetic variants per ASR utterance (id, audio, text, speaker), voices from other speakers."""
+    import pyarrow.parquet as pq
+
+    from pipeline.jobs_registry import job_columns
+    from pipeline.manifest import ManifestError, read_manifest, validate_table
+    from pipeline.synthesize import AugmentOptions, augment_plan
+
+    table = read_manifest(manifest_path)
+    report = validate_table(table, job_columns("augment"), base_dir=manifest_path.resolve().parent, check_files=False)
+    if not report.ok:
+        raise click.ClickException(str(ManifestError(str(manifest_path), report)))
+    prompts = read_manifest(prompts_path) if prompts_path else None
+    options = AugmentOptions(variants=variants, mode=augment_mode, seed=kw["seed"])
+    plan = augment_plan(table, manifest_path.resolve().parent, options, prompts, prompts_path.resolve().parent if prompts_path else None)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    plan_path = Path(output) / "plan.parquet"
+    if plan_path.exists() and not pq.read_table(plan_path).equals(plan):
+        raise click.ClickException(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
+    if not plan_path.exists():
+        pq.write_table(plan, plan_path)
+    click.echo(f"wrote {plan_path}: {plan.num_rows} rows ({variants} variant(s) x {augment_mode} for {table.num_rows} utterances)", err=True)
+    modes = ("vc", "tts") if augment_mode == "both" else (augment_mode,)
+    _synthesize_run(None, modes, plan_path, output, kw)
+
+
+@export.command("nemo")
+@click.argument("output", type=str)
+@click.option("--to", "to_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL manifest to write; audio goes to <stem>_audio/ beside it.")
+@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
+def export_nemo_command(output: str, to_path: Path, include_failed: bool) -> None:
+    """NeMo ASR manifest (audio_filepath, duration, text) of a synthesize/augment OUTPUT."""
+    from pipeline.export_corpus import export_nemo
+
+    click.echo(json.dumps(export_nemo(output, to_path, include_failed=include_failed), indent=2))
+
+
+@export.command("lhotse")
+@click.argument("output", type=str)
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for recordings/supervisions jsonl.gz and audio/.")
+@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
+def export_lhotse_command(output: str, to_dir: Path, include_failed: bool) -> None:
+    """Lhotse recordings + supervisions manifests of a synthesize/augment OUTPUT."""
+    from pipeline.export_corpus import export_lhotse
+
+    click.echo(json.dumps(export_lhotse(output, to_dir, include_failed=include_failed), indent=2))
+
+
 def _run(job, manifest_path, output, options: RunOptions) -> None:
     from pipeline.manifest import ManifestError
     from pipeline.output import OutputConflictError

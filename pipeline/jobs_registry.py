@@ -26,3 +26,20 @@ def job_columns(name: str | None) -> tuple[Column, ...]:
     extra = JOB_COLUMNS[name]
     names = {c.name for c in extra}
     return tuple(c for c in BASE_COLUMNS if c.name not in names) + extra
+
+
+def _register_synthesis_jobs() -> None:
+    from pipeline.synthesize import (
+        AUGMENT_COLUMNS,
+        PLAN_COLUMNS,
+        SYNTHESIZE_TTS_COLUMNS,
+        SYNTHESIZE_VC_COLUMNS,
+    )
+
+    JOB_COLUMNS["synthesize_vc"] = SYNTHESIZE_VC_COLUMNS
+    JOB_COLUMNS["synthesize_tts"] = SYNTHESIZE_TTS_COLUMNS
+    JOB_COLUMNS["synthesize_plan"] = PLAN_COLUMNS  # OUT/plan.parquet of `hsp augment`
+    JOB_COLUMNS["augment"] = AUGMENT_COLUMNS
+
+
+_register_synthesis_jobs()

@@ -1,0 +1,280 @@
+"""`hsp synthesize vc|tts` and `hsp augment`: zero-shot VC / TTS at scale (see docs/synthesize.md).
+
+One job runs both row kinds (a row's `mode`, or the job's default mode): `hsp synthesize vc`
+and `hsp synthesize tts` fix the mode, `hsp augment` expands an ASR manifest into a plan of VC
+and/or TTS rows (`augment_plan`, written to OUT/plan.parquet) and runs the same stages on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.job import Job
+from pipeline.manifest import Column, in_unit_interval, non_negative, positive
+from pipeline.stage import Resources, Stage
+from pipeline.stages.synthesis import (
+    GateLimits,
+    InputLimits,
+    ModelPaths,
+    SynthesisDefaults,
+    SynthesisInputStage,
+    SynthesisModelStage,
+    SynthesisOutputStage,
+    VcF0Stage,
+    derive_seed,
+)
+
+OUTPUT_RATES = (16000, 24000, 48000)
+
+
+def _output_sr(value: Any) -> str | None:
+    return None if value in OUTPUT_RATES else f"must be one of {OUTPUT_RATES}, got {value}"
+
+
+def _seed(value: Any) -> str | None:
+    return None if 0 <= value < 2**63 else f"must be within [0, 2**63), got {value}"
+
+
+def _mode(value: Any) -> str | None:
+    return None if value in ("vc", "tts") else f"must be 'vc' or 'tts', got {value!r}"
+
+
+def _scale(value: Any) -> str | None:
+    return None if 0 <= value <= 10 else f"must be within [0, 10], got {value}"
+
+
+COMMON_COLUMNS = (
+    Column("denoise_ratio", "number", check=in_unit_interval, doc="mix of prompt and denoised-prompt style, [0, 1]"),
+    Column("seed", "integer", check=_seed, doc="random seed of the row (default: derived from --seed and the id)"),
+    Column("output_sr", "integer", check=_output_sr, doc="16000, or 24000/48000 with SpeechSR"),
+    Column("source_id", "string", doc="provenance: id of the source utterance"),
+    Column("prompt_id", "string", doc="provenance: id of the voice prompt"),
+)
+VC_COLUMNS = (
+    Column("target_audio", "string", is_path=True, doc="voice prompt (target speaker)"),
+    Column("noise_scale", "number", check=_scale, doc="synthesizer prior noise scale (VC)"),
+)
+TTS_COLUMNS = (
+    Column("prompt_audio", "string", is_path=True, doc="voice prompt"),
+    Column("noise_scale_ttv", "number", check=_scale),
+    Column("noise_scale_vc", "number", check=_scale),
+    Column("noise_scale_w", "number", check=_scale),
+    Column("length_scale", "number", check=positive),
+)
+SYNTHESIZE_VC_COLUMNS = (Column("target_audio", "string", required=True, is_path=True, doc="voice prompt"), *VC_COLUMNS[1:], *COMMON_COLUMNS)
+SYNTHESIZE_TTS_COLUMNS = (
+    Column("audio", "string", is_path=True, doc="unused by TTS (provenance only)"),
+    Column("text", "string", required=True, doc="text to speak"),
+    Column("prompt_audio", "string", required=True, is_path=True, doc="voice prompt"),
+    *TTS_COLUMNS[1:],
+    *COMMON_COLUMNS,
+)
+PLAN_COLUMNS = (
+    Column("mode", "string", required=True, check=_mode),
+    Column("audio", "string", is_path=True, doc="VC source (and provenance for TTS rows)"),
+    *VC_COLUMNS,
+    *TTS_COLUMNS,
+    *COMMON_COLUMNS,
+    Column("source_speaker", "string"),
+    Column("variant", "integer", check=non_negative),
+)
+AUGMENT_COLUMNS = (
+    Column("text", "string", required=True, doc="transcript, carried over to every variant"),
+    Column("speaker", "string", required=True, doc="prompts are drawn from other speakers"),
+)
+
+SYNTHESIZE_INDEX_FIELDS = [
+    pa.field("mode", pa.string()),
+    pa.field("source_id", pa.string()),
+    pa.field("prompt_id", pa.string()),
+    pa.field("text", pa.string()),
+    pa.field("speaker", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("sample_rate", pa.int64()),
+    pa.field("prompt_seconds", pa.float64()),
+    pa.field("token_count", pa.int64()),
+    pa.field("gates_passed", pa.bool_()),
+    pa.field("gate_failures", pa.string()),
+]
+
+RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items")
+
+
+@dataclass
+class SynthesizeConfig:
+    """Everything a synthesis run needs; all but RUN_FIELDS is recorded in job.json."""
+
+    synthesizer: str
+    mode: str | None = "vc"  # default row mode; None: each row has a `mode` (augment plans)
+    ttv: str | None = None
+    denoiser: str | None = None
+    speechsr: dict[int, str] = field(default_factory=dict)
+    w2v_model: str = "facebook/mms-300m"
+    w2v_layer: int = 7
+    f0_backend: str = "amfm"
+    denoise_chunk_seconds: float | None = 4.0
+    defaults: SynthesisDefaults = field(default_factory=SynthesisDefaults)
+    limits: InputLimits = field(default_factory=InputLimits)
+    gates: GateLimits = field(default_factory=GateLimits)
+    drop_failed_gates: bool = False
+    modes: tuple[str, ...] = ("vc",)
+    max_batch_items: int = 0  # rows per model call; 0: 1 on CPU (bit-reproducible), 8 on CUDA
+    gpu_actors: int = 1
+    gpus_per_actor: float = 1.0
+    cpu_actors: int = 2
+    cpus_per_task: float = 1.0
+
+    def output_options(self) -> dict[str, Any]:
+        from hierspeech.checkpoint import sha256_file
+
+        options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
+        options["speechsr"] = {str(k): v for k, v in sorted(self.speechsr.items())}
+        options["modes"] = sorted(self.modes)
+        options["checkpoint_sha256"] = {
+            name: sha256_file(path)
+            for name, path in [("synthesizer", self.synthesizer), ("ttv", self.ttv), ("denoiser", self.denoiser), *[(f"speechsr{k}", v) for k, v in self.speechsr.items()]]
+            if path
+        }
+        return options
+
+
+def load_models_file(path: str | Path) -> dict[str, Any]:
+    """models.yaml / .json: keys synthesizer, ttv, denoiser, speechsr24k, speechsr48k, w2v_model (paths relative to the file)."""
+    import json
+
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    known = {"synthesizer", "ttv", "denoiser", "speechsr24k", "speechsr48k", "w2v_model"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    out = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        candidate = (path.parent / str(value)).resolve()
+        out[key] = str(candidate) if key != "w2v_model" or candidate.exists() else str(value)
+    return out
+
+
+def synthesize_job(config: SynthesizeConfig) -> Job:
+    """The synthesis job (VC, TTS or an augment plan's mixture)."""
+    if "tts" in config.modes and not config.ttv:
+        raise ValueError("TTS rows need the TTV checkpoint: pass --ttv PATH (ttv_lt960_ckpt.pth, config.json beside)")
+    if config.defaults.denoise_ratio > 0 and not config.denoiser:
+        raise ValueError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
+    if config.defaults.output_sr != 16000 and config.defaults.output_sr not in config.speechsr:
+        raise ValueError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
+    if "vc" in config.modes:
+        from pipeline.extract import check_f0_backend, check_w2v_model
+
+        check_f0_backend(config.f0_backend)
+        check_w2v_model(config.w2v_model, config.w2v_layer)
+
+    models = ModelPaths(
+        synthesizer=config.synthesizer, ttv=config.ttv, denoiser=config.denoiser, speechsr=dict(config.speechsr), w2v_model=config.w2v_model, w2v_layer=config.w2v_layer
+    )
+
+    def build() -> list[Stage]:
+        cpu = Resources(num_cpus=config.cpus_per_task)
+        stages: list[Stage] = [SynthesisInputStage(default_mode=config.mode, defaults=config.defaults, limits=config.limits, resources=cpu)]
+        if "vc" in config.modes:
+            stages.append(VcF0Stage(backend=config.f0_backend, resources=Resources(num_cpus=config.cpus_per_task, actors=config.cpu_actors)))
+        stages.append(
+            SynthesisModelStage(
+                models,
+                modes=config.modes,
+                denoise_chunk_seconds=config.denoise_chunk_seconds,
+                max_batch_items=config.max_batch_items,
+                resources=Resources(num_cpus=1.0, num_gpus=config.gpus_per_actor, actors=config.gpu_actors),
+            )
+        )
+        stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu))
+        return stages
+
+    columns = {"vc": SYNTHESIZE_VC_COLUMNS, "tts": SYNTHESIZE_TTS_COLUMNS, None: PLAN_COLUMNS}[config.mode]
+    name = {"vc": "synthesize_vc", "tts": "synthesize_tts", None: "augment"}[config.mode]
+    return Job(name=name, build_stages=build, index_fields=SYNTHESIZE_INDEX_FIELDS, extra_columns=columns, output_options=config.output_options())
+
+
+# ---------------------------------------------------------------------------------------- augment
+@dataclass(frozen=True)
+class AugmentOptions:
+    variants: int = 1
+    mode: str = "vc"  # vc | tts | both
+    seed: int = 0
+
+
+def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOptions, prompts: pa.Table | None = None, prompts_dir: Path | None = None) -> pa.Table:
+    """Expand an ASR manifest (id, audio, text, speaker) into synthesis rows; deterministic.
+
+    For each source row and mode (vc, tts or both), K variants with ids ``<id>__<mode><k>``.
+    Prompts are drawn from the pool (`prompts` or the manifest itself) restricted to speakers
+    other than the source's: a generator seeded with sha256(seed, id, mode) permutes the
+    candidates (sorted by id) and variant k takes the k-th of them (cycling when fewer than K).
+    A row's synthesis seed is derive_seed(seed, output id). A source without candidates gets a
+    row with a null prompt, which the job records as an error row.
+    """
+    import numpy as np
+
+    from pipeline.manifest import resolve_path
+
+    modes = {"vc": ["vc"], "tts": ["tts"], "both": ["vc", "tts"]}[options.mode]
+    rows = manifest.to_pylist()
+    pool_rows = prompts.to_pylist() if prompts is not None else rows
+    pool_base = prompts_dir if prompts is not None else base_dir
+
+    def absolute(path: str | None, base: Path | None) -> str | None:
+        return resolve_path(path, base) if path and base is not None else path
+
+    pool = sorted(
+        ((str(r["id"]), absolute(r["audio"], pool_base), r.get("speaker")) for r in pool_rows if r.get("audio")),
+        key=lambda p: p[0],
+    )
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        source_id, speaker = str(row["id"]), row.get("speaker")
+        candidates = [p for p in pool if p[0] != source_id and (speaker is None or p[2] != speaker)]
+        for mode in modes:
+            order: list[int] = []
+            if candidates:
+                rng = np.random.default_rng(derive_seed(options.seed, source_id, mode))
+                order = [int(i) for i in rng.permutation(len(candidates))]
+            for k in range(options.variants):
+                prompt = candidates[order[k % len(order)]] if order else (None, None, None)
+                out_id = f"{source_id}__{mode}{k}"
+                out.append(
+                    {
+                        "id": out_id,
+                        "mode": mode,
+                        "audio": absolute(row["audio"], base_dir),
+                        "text": row.get("text"),
+                        "language": row.get("language"),
+                        "speaker": prompt[2],
+                        "source_speaker": speaker,
+                        "source_id": source_id,
+                        "prompt_id": prompt[0],
+                        "target_audio": prompt[1] if mode == "vc" else None,
+                        "prompt_audio": prompt[1] if mode == "tts" else None,
+                        "variant": k,
+                        "seed": derive_seed(options.seed, out_id),
+                    }
+                )
+    schema = pa.schema(
+        [
+            ("id", pa.string()), ("mode", pa.string()), ("audio", pa.string()), ("text", pa.string()), ("language", pa.string()),
+            ("speaker", pa.string()), ("source_speaker", pa.string()), ("source_id", pa.string()), ("prompt_id", pa.string()),
+            ("target_audio", pa.string()), ("prompt_audio", pa.string()), ("variant", pa.int64()), ("seed", pa.int64()),
+        ]
+    )
+    return pa.Table.from_pylist(out, schema=schema)
