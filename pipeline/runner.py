@@ -134,11 +134,11 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             file=sys.stderr,
         )
         run_id = out.start_run()
-        audio_seconds = 0.0
+        audio_seconds = output_seconds = 0.0
         if todo:
             started_ray = init_ray(options.address, options.num_cpus)
             try:
-                audio_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink)
+                audio_seconds, output_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink)
             except (KeyboardInterrupt, ResourceError, StageResourcesError):
                 raise
             except Exception as exc:
@@ -157,8 +157,10 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
                 "command": options.command or sys.argv,
                 "wall_seconds": wall,
                 "audio_seconds_this_run": audio_seconds,
+                "output_audio_seconds_this_run": output_seconds,
                 "rows_this_run": len(todo),
                 "throughput_audio_s_per_s": audio_seconds / wall if wall > 0 else 0.0,
+                "throughput_output_audio_s_per_s": output_seconds / wall if wall > 0 else 0.0,
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
@@ -206,13 +208,14 @@ def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit
         package_version=__version__,
     )
     ds = apply_sink(ds, sink, options.rows_per_shard)
-    seconds = 0.0
+    seconds_in = seconds_out = 0.0
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
-            seconds += part["seconds_in"]
+            seconds_in += part["seconds_in"]
+            seconds_out += part["seconds_out"]
             bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
-    return seconds
+    return seconds_in, seconds_out
 
 
 def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:

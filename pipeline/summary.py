@@ -98,7 +98,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if "wall_seconds" in summary:
         lines.append(f"  wall time    {summary['wall_seconds']:.1f} s this run, {summary['wall_seconds_total']:.1f} s over {summary['runs']} run(s)")
         if summary["wall_seconds"] > 0 and summary.get("audio_seconds_this_run"):
-            lines.append(f"  throughput   {summary['audio_seconds_this_run'] / summary['wall_seconds']:.1f} s of audio per second (this run)")
+            lines.append(f"  throughput   {summary['audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of input audio per second (this run)")
+        if summary["wall_seconds"] > 0 and summary.get("output_audio_seconds_this_run"):
+            lines.append(f"  generated    {summary['output_audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of output audio per second (this run)")
     for kind, count in list(summary.get("errors_by_type", {}).items())[:10]:
         lines.append(f"  error        {count} x {kind}")
     return "\n".join(lines)
