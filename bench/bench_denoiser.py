@@ -39,7 +39,7 @@ def report_partial(signum, frame):
 signal.signal(signal.SIGTERM, report_partial)
 if mode != "import":
     from hierspeech.denoiser import Denoiser, DenoiserConfig, denoise
-    from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights
+    from hierspeech.testing.synthetic_weights import load_synthetic_weights
     model = load_synthetic_weights(Denoiser(DenoiserConfig()))
     def count_call(module, args):
         result["model_calls"] += 1

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from hierspeech.denoiser import Denoiser, DenoiserConfig, denoise
-from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights
+from hierspeech.testing.synthetic_weights import load_synthetic_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = [(2.0, 0.5), (4.0, 1.0), (4.0, 2.0), (6.0, 1.0), (8.0, 2.0), (10.0, 2.0)]

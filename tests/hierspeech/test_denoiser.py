@@ -14,7 +14,7 @@ from hierspeech.denoiser import Denoiser, DenoiserConfig, _crossfade_weights, de
 from hierspeech.modules import conformer
 from hierspeech.modules.mag_phase_stft import mag_phase_stft
 from hierspeech.testing.denoiser import tiny_denoiser
-from hierspeech.testing.synthetic_weights_denoiser import load_synthetic_weights, synthetic_state_dict
+from hierspeech.testing.synthetic_weights import load_synthetic_weights, synthetic_state_dict
 
 GOLDEN = Path("golden/synthetic")
 
@@ -65,7 +65,7 @@ def test_state_dict_equals_manifest(reference_dir: Path, released_config: Denois
 
 def test_synthetic_rule_matches_kit_checksums(reference_dir: Path, synthetic_model: Denoiser) -> None:
     checksums = json.loads((reference_dir / GOLDEN / "weight_rule_checksums.json").read_text())["denoiser_mpnet"]
-    values = synthetic_state_dict(synthetic_model)
+    values = synthetic_state_dict(synthetic_model.state_dict())
     assert set(values) == set(checksums)
     for key, expected in checksums.items():
         tensor = values[key].double()
