@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--upstream", help="path of an upstream HierSpeechpp checkout (adds official rows)")
     parser.add_argument("--variants", default="24k,48k")
     parser.add_argument("--batches", default="1,4,8", help="item counts for the windowed runner")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (2 = official timings)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=int, default=16384, help="window length in output samples")
     parser.add_argument("--window-batch", type=int, default=1, help="windows per model call")
