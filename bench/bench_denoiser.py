@@ -89,7 +89,7 @@ def main() -> None:
             if seconds <= args.max_one_piece:
                 rows.append(run_case(seconds, "one piece", args.repeats, args.threads, args.case_timeout, whole))
                 if chunked.is_file() and whole.is_file():
-                    a, b = torch.load(chunked), torch.load(whole)
+                    a, b = torch.load(chunked, weights_only=True), torch.load(whole, weights_only=True)
                     rows[-1]["diff"] = (f"max abs {(a - b).abs().max():.2e}, "
                                         f"rms ratio {((a - b).norm() / b.norm()):.2e}")
 
