@@ -89,7 +89,7 @@ class OutputDir:
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
-        return "/".join([self.base.rstrip("/"), *parts])
+        return "/".join([self.base.rstrip("/"), *(p for p in parts if p)])
 
     def ensure_layout(self) -> None:
         for sub in (SHARDS, INDEX, ERRORS, STATE):
@@ -104,7 +104,7 @@ class OutputDir:
 
     # -- atomic writes ------------------------------------------------------------------------
     def write_atomic(self, sub: str, name: str, data: bytes) -> None:
-        """Write to a temporary name in the same folder, then rename (atomic on local/POSIX)."""
+        """Write to a temporary name in the same folder, then rename (atomic on local/POSIX); sub "" = root."""
         tmp = self.path(sub, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
         with self.fs.open_output_stream(tmp) as stream:
             stream.write(data)
@@ -116,16 +116,7 @@ class OutputDir:
 
     def write_json(self, name: str, payload: dict[str, Any], sub: str = "") -> None:
         data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode("utf-8")
-        if sub:
-            self.write_atomic(sub, name, data)
-        else:
-            self.write_atomic_root(name, data)
-
-    def write_atomic_root(self, name: str, data: bytes) -> None:
-        tmp = self.path(f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
-        with self.fs.open_output_stream(tmp) as stream:
-            stream.write(data)
-        self.fs.move(tmp, self.path(name))
+        self.write_atomic(sub, name, data)
 
     def read_json(self, *parts: str) -> dict[str, Any] | None:
         if not self.exists(*parts):
@@ -180,20 +171,16 @@ class OutputDir:
         committed = self.committed_parts()
         removed: list[str] = []
         for sub in (SHARDS, INDEX, ERRORS, STATE, ""):
-            for name in self.list_names(sub) if sub else self._root_names():
+            for name in self.list_names(sub):
                 orphan = name.startswith(TMP_PREFIX)
                 if sub == SHARDS and name.startswith("shard-"):
                     orphan = orphan or _part_of_shard(name) not in committed
                 if sub == ERRORS and name.startswith("part-"):
                     orphan = orphan or name[len("part-") : -len(".parquet")] not in committed
                 if orphan:
-                    self.fs.delete_file(self.path(sub, name) if sub else self.path(name))
+                    self.fs.delete_file(self.path(sub, name))
                     removed.append(f"{sub}/{name}" if sub else name)
         return removed
-
-    def _root_names(self) -> list[str]:
-        selector = pafs.FileSelector(self.base, allow_not_found=True)
-        return sorted(i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File)
 
     def read_parts(self, sub: str, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
         """Read all committed part files of `index.parquet` or `errors.parquet` as one table."""

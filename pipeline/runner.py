@@ -103,8 +103,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
     import ray
 
-    from pipeline.ray_env import ResourceError, fit_stage_resources, init_ray
-    from pipeline.ray_stages import apply_sink, apply_stage
+    from pipeline.ray_env import ResourceError, init_ray
     from pipeline.stage_resources import StageResourcesError
 
     started = time.time()
@@ -138,7 +137,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         if todo:
             started_ray = init_ray(options.address, options.num_cpus)
             try:
-                audio_seconds, output_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink)
+                audio_seconds, output_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
             except (KeyboardInterrupt, ResourceError, StageResourcesError):
                 raise
             except Exception as exc:
@@ -169,9 +168,16 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     return summary
 
 
-def _execute(job, table, todo, base_dir, row_problems, out, run_id, options, fit_stage_resources, apply_stage, apply_sink) -> float:
+def _execute(
+    job: Job, table: pa.Table, todo: list[int], base_dir: Path | None, row_problems: dict[int, str],
+    out: OutputDir, run_id: str, options: RunOptions,
+) -> tuple[float, float]:
+    """Stream the rows to do through the stages and the sink; returns (input, output) audio seconds."""
     import ray
     import ray.data
+
+    from pipeline.ray_env import fit_stage_resources
+    from pipeline.ray_stages import apply_sink, apply_stage
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar and summary replace its chatter
     context = ray.data.DataContext.get_current()
