@@ -8,9 +8,11 @@ The official implementation zero-stuffs with ``conv_transpose1d`` and then filte
 signal with a strided convolution. The same numbers are computed here with polyphase filters: the
 upsampler is one grouped convolution with ``r`` short filters per channel (no zero-stuffing), and
 `Activation1d` keeps the upsampled signal split into its ``r`` phases, so the decimating filter reads
-it without ever interleaving or re-padding the full-rate signal. For CPU inference the short phase
-filters run as in-place multiply-adds of shifted views into reused scratch tensors (`reuse_scratch`),
-several times faster than grouped convolutions. Buffers keep the official names and
+it without ever interleaving or re-padding the full-rate signal. For CPU inference in float32 with a
+Snake/SnakeBeta activation the whole block runs in one compiled kernel per channel row
+(`hierspeech.modules.alias_free_kernel`); other CPU inference runs the short phase filters as in-place
+multiply-adds of shifted views into reused scratch tensors (`reuse_scratch`), and autograd or GPU
+inputs use grouped convolutions. Buffers keep the official names and
 shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, kernel_size]``).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -219,6 +222,8 @@ class Activation1d(nn.Module):
         # On CPU, these short depthwise filters run several times faster as a few in-place
         # multiply-adds of shifted views than as grouped convolutions (see bench/bench_speechsr.py).
         shifted_adds = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if shifted_adds and x.dtype == torch.float32 and isinstance(self.act, SnakeBeta | Snake):
+            return self._forward_compiled(x, plan, scratch_output)
         if shifted_adds:
             xp = _replicate_pad(x, plan.pad_left, plan.pad_right)
             rows = scratch("alias_free.rows", (batch, channels, r, row_len), x)
@@ -256,6 +261,35 @@ class Activation1d(nn.Module):
         weight = plan.down_weight.unsqueeze(0).expand(channels, -1, -1)
         return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
 
+    def _forward_compiled(self, x: torch.Tensor, plan: _PhasePlan, scratch_output: bool) -> torch.Tensor:
+        """CPU float32 inference with Snake/SnakeBeta: the whole activation in one compiled kernel."""
+        # Imported here: numba (and its first compile, ~4 s, then cached on disk) only where it is used.
+        from hierspeech.modules.alias_free_kernel import snake_activation_rows
+
+        x = x.contiguous()
+        out = scratch("alias_free.out", x.shape, x) if scratch_output else torch.empty_like(x)
+        alpha, inv_beta = (f.detach().to(torch.float32).contiguous().numpy() for f in self.act.factors())
+        k = plan.kernel
+        snake_activation_rows(
+            x.numpy(), out.numpy(), alpha, inv_beta, plan.pad_left, plan.pad_right,
+            k.up_taps, k.up_offsets, k.n_head, plan.head_at, k.first, plan.tail_at,
+            k.down_taps, k.down_phase, k.down_index, plan.n_taps,
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class _KernelTaps:
+    """The phase plan as arrays for `snake_activation_rows` (see there for the meaning)."""
+
+    up_taps: np.ndarray  # (r, n_up) float32
+    up_offsets: np.ndarray  # (r, n_up) int64, into the replicate-padded input
+    n_head: np.ndarray  # (r,)
+    first: np.ndarray  # (r,)
+    down_taps: np.ndarray  # nonzero decimator taps, float32
+    down_phase: np.ndarray  # the row each tap reads
+    down_index: np.ndarray  # its offset within the row
+
 
 @dataclass(frozen=True)
 class _PhasePlan:
@@ -275,6 +309,7 @@ class _PhasePlan:
     up_taps: list[list[float]]  # cross-correlation taps per row, gain included
     down_taps: list[list[float]]
     down_weight: torch.Tensor  # (r, n_taps)
+    kernel: _KernelTaps  # the same plan as arrays for the compiled CPU kernel
 
     @classmethod
     def build(cls, up: UpSample1d, low: LowPassFilter1d, dtype: torch.dtype, device: torch.device) -> _PhasePlan:
@@ -293,14 +328,27 @@ class _PhasePlan:
         down_weight = torch.zeros(r, n_taps, dtype=dtype, device=device)
         for b in range(r):
             down_weight[b, : count[b]] = taps[r * first[b] + b + pad_left :: r][: count[b]]
+        starts = [shift[b] + extra_left for b in range(r)]
+        up_offsets = [[start + i for i in range(up_taps.shape[1])] for start in starts]
+        n_head = [max(0, (-(r * first[b] + b) + r - 1) // r) for b in range(r)]
+        nonzero = [(b, i) for b in range(r) for i in range(n_taps) if down_weight[b, i].item() != 0.0]
+        kernel = _KernelTaps(
+            up_taps=up_taps.to(torch.float32).cpu().numpy().copy(),
+            up_offsets=np.asarray(up_offsets, dtype=np.int64),
+            n_head=np.asarray(n_head, dtype=np.int64),
+            first=np.asarray(first, dtype=np.int64),
+            down_taps=np.asarray([down_weight[b, i].item() for b, i in nonzero], dtype=np.float32),
+            down_phase=np.asarray([b for b, _ in nonzero], dtype=np.int64),
+            down_index=np.asarray([i for _, i in nonzero], dtype=np.int64),
+        )
         return cls(
             first=first,
-            n_head=[max(0, (-(r * first[b] + b) + r - 1) // r) for b in range(r)],
+            n_head=n_head,
             head_at=-first[0],
             tail_at=-first[r - 1],
             n_taps=n_taps,
             src_phase=src_phase,
-            starts=[shift[b] + extra_left for b in range(r)],
+            starts=starts,
             extra_left=extra_left,
             extra_right=extra_right,
             pad_left=up.pad + extra_left,
@@ -308,6 +356,7 @@ class _PhasePlan:
             up_taps=up_taps.tolist(),
             down_taps=down_weight.tolist(),
             down_weight=down_weight,
+            kernel=kernel,
         )
 
 
