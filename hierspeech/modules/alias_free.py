@@ -10,9 +10,8 @@ upsampler is one grouped convolution with ``r`` short filters per channel (no ze
 `Activation1d` keeps the upsampled signal split into its ``r`` phases, so the decimating filter reads
 it without ever interleaving or re-padding the full-rate signal. For CPU inference in float32 with a
 Snake/SnakeBeta activation the whole block runs in one compiled kernel per channel row
-(`hierspeech.modules.alias_free_kernel`); other CPU inference runs the short phase filters as in-place
-multiply-adds of shifted views into reused scratch tensors (`reuse_scratch`), and autograd or GPU
-inputs use grouped convolutions. Buffers keep the official names and
+(`hierspeech.modules.alias_free_kernel`); everything else (autograd, GPU, other dtypes) runs the
+phase filters as grouped convolutions. Buffers keep the official names and
 shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, kernel_size]``).
 """
 
@@ -27,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hierspeech.modules.scratch import scratch
-from hierspeech.modules.snake import Snake, SnakeBeta, snake_beta_
+from hierspeech.modules.snake import Snake, SnakeBeta
 
 
 def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -219,27 +218,12 @@ class Activation1d(nn.Module):
         plan = self._phase_plan(x.dtype, x.device)
         r, batch, channels, length = self.up_ratio, x.shape[0], x.shape[1], x.shape[-1]
         row_len = length + plan.n_taps - 1
-        # On CPU, these short depthwise filters run several times faster as a few in-place
-        # multiply-adds of shifted views than as grouped convolutions (see bench/bench_speechsr.py).
-        shifted_adds = x.device.type == "cpu" and not torch.is_grad_enabled()
-        if shifted_adds and x.dtype == torch.float32 and isinstance(self.act, SnakeBeta | Snake):
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+                and isinstance(self.act, SnakeBeta | Snake)):
             return self._forward_compiled(x, plan, scratch_output)
-        if shifted_adds:
-            xp = _replicate_pad(x, plan.pad_left, plan.pad_right)
-            rows = scratch("alias_free.rows", (batch, channels, r, row_len), x)
-            for b in range(r):
-                _fir(xp, plan.up_taps[b], plan.starts[b], rows[:, :, b])
-        else:
-            phases = self.upsample.padded_phases(x, plan.extra_left, plan.extra_right, plan.src_phase)
-            rows = torch.stack(
-                [phases[:, :, b, plan.starts[b] : plan.starts[b] + row_len] for b in range(r)], dim=2
-            )
-        if shifted_adds and isinstance(self.act, SnakeBeta | Snake):
-            alpha, inv_beta = self.act.factors()
-            tmp = scratch("alias_free.snake", rows.shape, rows)
-            snake_beta_(rows, alpha.view(-1, 1, 1), inv_beta.view(-1, 1, 1), tmp)
-        else:
-            rows = self.act(rows)
+        phases = self.upsample.padded_phases(x, plan.extra_left, plan.extra_right, plan.src_phase)
+        rows = torch.stack([phases[:, :, b, plan.starts[b] : plan.starts[b] + row_len] for b in range(r)], dim=2)
+        rows = self.act(rows)
         # Replicate padding of the decimator: v[0] is row 0 at j = -first[0], v[rT-1] is row r-1 at
         # j = T - 1 - first[r-1].
         head = rows[:, :, 0, plan.head_at].unsqueeze(-1)
@@ -251,13 +235,6 @@ class Activation1d(nn.Module):
             tail_from = length - plan.first[b]
             if tail_from < row_len:
                 rows[:, :, b, tail_from:] = tail
-        if shifted_adds:
-            shape = (batch, channels, length)
-            out = scratch("alias_free.out", shape, x) if scratch_output else x.new_empty(shape)
-            _fir(rows[:, :, 0], plan.down_taps[0], 0, out)
-            for b in range(1, r):
-                _fir(rows[:, :, b], plan.down_taps[b], 0, out, accumulate=True)
-            return out
         weight = plan.down_weight.unsqueeze(0).expand(channels, -1, -1)
         return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
 
@@ -301,13 +278,11 @@ class _PhasePlan:
     tail_at: int  # row-(r-1) position of v[rT-1], minus (T - 1)
     n_taps: int
     src_phase: list[int]  # upsampler phase feeding row b
-    starts: list[int]  # offset of row b in the padded input (shifted adds) or phase output (conv)
+    starts: list[int]  # offset of row b in the upsampler's phase output
     extra_left: int
     extra_right: int
     pad_left: int
     pad_right: int
-    up_taps: list[list[float]]  # cross-correlation taps per row, gain included
-    down_taps: list[list[float]]
     down_weight: torch.Tensor  # (r, n_taps)
     kernel: _KernelTaps  # the same plan as arrays for the compiled CPU kernel
 
@@ -353,30 +328,7 @@ class _PhasePlan:
             extra_right=extra_right,
             pad_left=up.pad + extra_left,
             pad_right=up.pad + extra_right,
-            up_taps=up_taps.tolist(),
-            down_taps=down_weight.tolist(),
             down_weight=down_weight,
             kernel=kernel,
         )
 
-
-def _replicate_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """`F.pad(x, (left, right), mode="replicate")` into a reusable scratch tensor."""
-    length = x.shape[-1]
-    out = scratch("alias_free.pad", (*x.shape[:-1], left + length + right), x)
-    out[..., left : left + length] = x
-    out[..., :left] = x[..., :1]
-    out[..., left + length :] = x[..., -1:]
-    return out
-
-
-def _fir(x: torch.Tensor, taps: list[float], start: int, out: torch.Tensor, accumulate: bool = False) -> None:
-    """``out[..., k] (+)= sum_i taps[i] * x[..., start + k + i]`` with in-place multiply-adds."""
-    n = out.shape[-1]
-    i0 = 0
-    if not accumulate:
-        torch.mul(x[..., start : start + n], taps[0], out=out)
-        i0 = 1
-    for i in range(i0, len(taps)):
-        if taps[i] != 0.0:
-            out.add_(x[..., start + i : start + i + n], alpha=taps[i])

@@ -24,15 +24,6 @@ def snake_beta(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor) -> 
     return y.add_(x)
 
 
-def snake_beta_(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor,
-                tmp: torch.Tensor | None = None) -> torch.Tensor:
-    """In-place `snake_beta` (inference only): `x` is overwritten and returned; `tmp` is scratch space."""
-    y = torch.mul(x, alpha, out=tmp) if tmp is not None else torch.mul(x, alpha)
-    y.sin_()
-    y.square_()
-    return x.addcmul_(y, inv_beta)
-
-
 class SnakeBeta(nn.Module):
     """Snake with separate frequency (``alpha``) and magnitude (``beta``) per channel."""
 
