@@ -3,7 +3,10 @@
 Stages: F0 (YAAPT, amfm backend), text tokens, log-mel, and w2v with a real-size RANDOM-weight
 MMS-300m (24 layers, 1024 wide; built from config, nothing downloaded), run two ways:
   * upstream way: full 24-layer Wav2Vec2ForPreTraining, batch 1, output_hidden_states, [7];
-  * ours: Wav2Vec2Features cut after layer 6, length-bucketed batches with attention masks;
+  * ours, transformers backend: Wav2Vec2Features cut after layer 6, length-bucketed batches
+    with attention masks;
+  * ours, packed backend (hierspeech.w2v_packed, the CPU default): the same 7 layers in
+    (frames, channels) layout, a batch's items packed row-wise, FFT positional convolution;
 with the max abs difference of our features to the upstream way's on every frame.
 
     PYTHONPATH=. python bench/bench_frontends.py [--threads 1] [--repeats 3]
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import platform
 import resource
@@ -33,6 +37,7 @@ from hierspeech.mel import MelSpectrogram
 from hierspeech.testing.w2v import mms_300m_config
 from hierspeech.text import frontend_versions, text_to_tokens
 from hierspeech.w2v import Wav2Vec2Features, extract_w2v, prepare_audio
+from hierspeech.w2v_packed import onednn_linear_available
 
 REFERENCE = Path(
     os.environ.get("HSP_REFERENCE_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "reference")
@@ -90,6 +95,7 @@ def main() -> None:
 
     print(f"# front-end throughput, CPU, {args.threads} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(f"# shared machine (2 cores, other jobs running): numbers are indicative. versions: {frontend_versions()}")
+    print(f"# packed w2v backend linear layers: {'oneDNN' if onednn_linear_available() else 'torch (no oneDNN)'}")
     print("| stage | audio s | CPU s | wall s | audio-s per CPU-s | RTF (CPU) | peak RSS MB | note |")
     print("|---|---|---|---|---|---|---|---|")
 
@@ -123,16 +129,16 @@ def main() -> None:
     timing_full = _time(upstream_way, args.w2v_repeats)
     print(_row("w2v upstream way (24 layers, batch 1)", w2v_seconds, timing_full, f"{len(w2v_wavs)} clips 1.2-3.0 s"), flush=True)
 
-    def truncated(batch_size: int) -> list[torch.Tensor]:
-        return extract_w2v(ours, w2v_wavs, max_batch_size=batch_size, dtype=torch.float32)
+    def truncated(batch_size: int, backend: str) -> list[torch.Tensor]:
+        return extract_w2v(ours, w2v_wavs, max_batch_size=batch_size, dtype=torch.float32, backend=backend)
 
-    for batch_size in (1, args.max_batch_size):
-        features = truncated(batch_size)
+    for backend, batch_size in itertools.product(("transformers", "packed"), (1, args.max_batch_size)):
+        features = truncated(batch_size, backend)
         diff = max((a - b).abs().max().item() for a, b in zip(features, reference, strict=True))
-        timing = _time(lambda b=batch_size: truncated(b), args.w2v_repeats)
+        timing = _time(lambda b=batch_size, k=backend: truncated(b, k), args.w2v_repeats)
         print(
             _row(
-                f"w2v ours (7 layers, buckets of <= {batch_size})",
+                f"w2v ours, {backend} (7 layers, batches of <= {batch_size})",
                 w2v_seconds,
                 timing,
                 f"{timing_full[0] / timing[0]:.2f}x upstream (CPU), {timing_full[1] / timing[1]:.2f}x (wall); "

@@ -23,6 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from hierspeech.w2v_packed import PackedWav2Vec2, packed_support
+
 DEFAULT_MODEL = "facebook/mms-300m"
 XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
 FEATURE_LAYER = 7
@@ -34,6 +36,10 @@ DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120
 """Padded samples per batch (2 minutes of audio): bounds activation memory."""
 DEFAULT_MAX_PADDING = 0.25
 """Largest fraction of a batch's longest item that a shorter item may be padded with."""
+BACKENDS = ("auto", "packed", "transformers")
+"""How :meth:`Wav2Vec2Features.extract` computes: ``packed`` is the CPU float32 path of
+:mod:`hierspeech.w2v_packed`; ``transformers`` is transformers' forward with padded batches
+and attention masks (any device and dtype); ``auto`` takes ``packed`` where it applies."""
 
 
 def padded_length(n_samples: int) -> int:
@@ -130,6 +136,7 @@ class Wav2Vec2Features(nn.Module):
         self.model = model.eval()
         self.layer = layer
         self.requires_grad_(False)
+        self._packed: PackedWav2Vec2 | None = None
 
     @classmethod
     def from_pretrained(
@@ -175,6 +182,24 @@ class Wav2Vec2Features(nn.Module):
         """(B, S) prepared audio (+ (B, S) 1/0 mask) -> (B, frames, C) ``hidden_states[layer]``."""
         return self.model(input_values, attention_mask=attention_mask).last_hidden_state
 
+    def backend_for(self, backend: str = "auto") -> str:
+        """The backend `extract` uses: ``packed`` or ``transformers`` (see :data:`BACKENDS`)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown w2v backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "transformers":
+            return backend
+        parameter = next(self.parameters())
+        reason = packed_support(self.model)
+        if reason is None and parameter.device.type != "cpu":
+            reason = f"the model is on {parameter.device.type} (the packed path is for CPU)"
+        if reason is None and parameter.dtype != torch.float32:
+            reason = f"the model is {parameter.dtype} (the packed path is float32)"
+        if reason is None:
+            return "packed"
+        if backend == "packed":
+            raise ValueError(f"w2v backend 'packed' does not apply: {reason}; use 'transformers'")
+        return "transformers"
+
     @torch.inference_mode()
     def extract(
         self,
@@ -184,34 +209,47 @@ class Wav2Vec2Features(nn.Module):
         max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
         max_padding: float = DEFAULT_MAX_PADDING,
         dtype: torch.dtype = torch.float16,
+        backend: str = "auto",
     ) -> list[torch.Tensor]:
         """Features of each 16 kHz mono waveform, batched by length.
 
-        Items are sorted by length and batched with an attention mask; a batch of equal lengths
-        runs without one, exactly as a single item does. Valid frames never see the padding
-        (the conv encoder's receptive field of the last valid frame ends at the item's end, and
-        padded frames are zeroed before the positional conv and masked in attention).
+        transformers backend: items are sorted by length and batched with an attention mask; a
+        batch of equal lengths runs without one, exactly as a single item does. Valid frames
+        never see the padding (the conv encoder's receptive field of the last valid frame ends
+        at the item's end, and padded frames are zeroed before the positional conv and masked
+        in attention). packed backend: a batch's items are concatenated frame-wise, with no
+        padding at all (`max_padding` does not apply); `max_batch_samples` bounds the batch.
 
         Returns:
             one (C, num_frames(T_i)) CPU tensor of `dtype` per input, in input order.
         """
+        packed = self.backend_for(backend) == "packed"
+        if packed and self._packed is None:
+            self._packed = PackedWav2Vec2(self.model)
         device = next(self.parameters()).device
         prepared = [prepare_audio(w) for w in wavs]
         lengths = [p.shape[0] for p in prepared]
         results: dict[int, torch.Tensor] = {}
-        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, max_padding):
-            longest = lengths[batch[0]]
-            values = torch.zeros(len(batch), longest)
-            mask = torch.zeros(len(batch), longest, dtype=torch.long)
-            for row, i in enumerate(batch):
-                values[row, : lengths[i]] = prepared[i]
-                mask[row, : lengths[i]] = 1
-            needs_mask = any(lengths[i] != longest for i in batch)
-            hidden = self(values.to(device), mask.to(device) if needs_mask else None)
+        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, 1.0 if packed else max_padding):
+            if packed:
+                hidden = self._packed([prepared[i] for i in batch])
+            else:
+                hidden = self._padded_batch([prepared[i] for i in batch], device)
             for row, i in enumerate(batch):
                 frames = (lengths[i] - 2 * REFLECT_PAD) // HOP
-                results[i] = hidden[row, :frames].transpose(0, 1).to(device="cpu", dtype=dtype)
+                results[i] = hidden[row][:frames].transpose(0, 1).to(device="cpu", dtype=dtype)
         return [results[i] for i in range(len(prepared))]
+
+    def _padded_batch(self, prepared: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+        """transformers' forward on zero-padded items (longest first), masked when lengths differ."""
+        longest = prepared[0].shape[0]
+        values = torch.zeros(len(prepared), longest)
+        mask = torch.zeros(len(prepared), longest, dtype=torch.long)
+        for row, wav in enumerate(prepared):
+            values[row, : wav.shape[0]] = wav
+            mask[row, : wav.shape[0]] = 1
+        needs_mask = any(wav.shape[0] != longest for wav in prepared)
+        return self(values.to(device), mask.to(device) if needs_mask else None)
 
 
 def extract_w2v(
@@ -222,6 +260,7 @@ def extract_w2v(
     max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
     max_padding: float = DEFAULT_MAX_PADDING,
     dtype: torch.dtype = torch.float16,
+    backend: str = "auto",
 ) -> list[torch.Tensor]:
     """Functional form of :meth:`Wav2Vec2Features.extract`: one (C, frames) tensor per waveform."""
     return model.extract(
@@ -230,4 +269,5 @@ def extract_w2v(
         max_batch_samples=max_batch_samples,
         max_padding=max_padding,
         dtype=dtype,
+        backend=backend,
     )

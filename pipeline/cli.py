@@ -186,8 +186,9 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @click.option("--gpu-actors", type=click.IntRange(min=1), default=1, show_default=True, help="w2v/denoise actor pool size.")
 @click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True, help="GPUs per model actor (0.5 packs two per GPU).")
 @click.option("--batch-seconds", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Padded audio seconds per w2v forward (length-bucketed batches).")
+@click.option("--w2v-backend", type=click.Choice(["auto", "packed", "transformers"]), default="auto", show_default=True, help="packed: our CPU float32 path (~1.4x the transformers forward); transformers: padded batches (GPU); auto: packed on CPU.")
 @run_options
-def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, **kwargs) -> None:
+def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, w2v_backend: str, **kwargs) -> None:
     """HierSpeech++ training features (w2v, F0, tokens, mel, denoised audio) for every row."""
     from hierspeech.f0 import F0BackendUnavailableError
     from pipeline.extract import ExtractConfig, extract_job
@@ -210,6 +211,7 @@ def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_
             gpu_actors=gpu_actors,
             gpus_per_actor=gpus_per_actor,
             batch_seconds=batch_seconds,
+            w2v_backend=w2v_backend,
         )
         job = extract_job(config)
     except (ValueError, F0BackendUnavailableError) as exc:

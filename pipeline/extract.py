@@ -20,7 +20,7 @@ from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudio
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
 DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")
-RUN_FIELDS = ("cpu_actors", "gpu_actors", "gpus_per_actor", "batch_seconds", "cpus_per_task")
+RUN_FIELDS = ("cpu_actors", "gpu_actors", "gpus_per_actor", "batch_seconds", "cpus_per_task", "w2v_backend")
 """ExtractConfig fields that only say how to run: left out of job.json, free to change on resume."""
 
 EXTRACT_INDEX_FIELDS = [
@@ -67,6 +67,7 @@ class ExtractConfig:
     gpus_per_actor: float = 1.0
     batch_seconds: float = 120.0
     cpus_per_task: float = 1.0
+    w2v_backend: str = "auto"  # float32 rounding only; each sample's json names the one used
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
@@ -74,6 +75,11 @@ class ExtractConfig:
             raise ValueError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
         if self.w2v_dtype not in ("float16", "float32"):
             raise ValueError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
+        if "w2v" in self.features:
+            from hierspeech.w2v import BACKENDS
+
+            if self.w2v_backend not in BACKENDS:
+                raise ValueError(f"w2v backend must be one of {', '.join(BACKENDS)}, got {self.w2v_backend!r}")
         if self.f0_failure not in ("error", "zeros"):
             raise ValueError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
         if "denoise" in self.features and not self.denoiser_ckpt:
@@ -132,7 +138,13 @@ def extract_job(config: ExtractConfig) -> Job:
         if wanted & {"w2v", "denoise"}:
             w2v = None
             if "w2v" in wanted:
-                w2v = W2vOptions(model=config.w2v_model, layer=config.w2v_layer, dtype=config.w2v_dtype, batch_seconds=config.batch_seconds)
+                w2v = W2vOptions(
+                    model=config.w2v_model,
+                    layer=config.w2v_layer,
+                    dtype=config.w2v_dtype,
+                    batch_seconds=config.batch_seconds,
+                    backend=config.w2v_backend,
+                )
             stages.append(
                 ModelFeaturesStage(
                     w2v=w2v,

@@ -212,6 +212,7 @@ class W2vOptions:
     dtype: str = "float16"
     batch_seconds: float = 120.0
     max_batch_size: int = 16
+    backend: str = "auto"
 
 
 class ModelFeaturesStage(Stage):
@@ -250,10 +251,16 @@ class ModelFeaturesStage(Stage):
             import transformers
 
             from hierspeech.w2v import Wav2Vec2Features
+            from hierspeech.w2v_packed import onednn_linear_available
 
             model = Wav2Vec2Features.from_pretrained(self.w2v.model, layer=self.w2v.layer)
             self._w2v_model = model.to(self.device)
+            backend = model.backend_for(self.w2v.backend)
+            if backend == "packed":
+                linear = "oneDNN" if onednn_linear_available() else "torch"
+                backend = f"packed (frames x channels, FFT positional conv, {linear} linear)"
             self._w2v_meta = {
+                "backend": backend,
                 "model": self.w2v.model,
                 "layer": self.w2v.layer,
                 "hidden_size": model.hidden_size,
@@ -293,6 +300,7 @@ class ModelFeaturesStage(Stage):
             max_batch_size=self.w2v.max_batch_size,
             max_batch_samples=int(self.w2v.batch_seconds * SAMPLE_RATE),
             dtype=dtype,
+            backend=self.w2v.backend,
         )
         share = (time.perf_counter() - started) / max(1, len(items))
         for item, feat in zip(items, feats, strict=True):

@@ -23,6 +23,8 @@ from hierspeech.w2v import (
 )
 
 BATCH_ATOL = 1e-4
+PACKED_ATOL = 2e-5
+"""Packed CPU path vs the official model: float32 rounding of re-ordered sums on unit-scale features."""
 
 
 def _upstream_way(model: Wav2Vec2ForPreTraining, wav: np.ndarray) -> torch.Tensor:
@@ -65,9 +67,46 @@ def test_truncated_equals_full_hidden_state_7(saved_model: tuple[Path, Wav2Vec2F
     assert len(features.model.encoder.layers) == 7
     wav = _waves([23456])[0]
     expected = _upstream_way(full, wav)
-    got = extract_w2v(features, [wav], dtype=torch.float32)[0]
+    got = extract_w2v(features, [wav], dtype=torch.float32, backend="transformers")[0]
     assert got.shape == expected.shape == (32, num_frames(23456))
     assert (got - expected).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "plain-linear"])
+def test_packed_path_equals_upstream_way(
+    saved_model: tuple[Path, Wav2Vec2ForPreTraining], onednn: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packed CPU path against the official full model, items of several lengths in one batch
+    (lengths around the 129-frame FFT block of the positional convolution)."""
+    if not onednn:
+        monkeypatch.setattr("hierspeech.w2v_packed.onednn_linear_available", lambda: False)
+    path, full = saved_model
+    features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
+    assert features.backend_for("auto") == "packed"
+    lengths = [23456, 400, 41000, 40960, 41300, 129 * 320, 100_000]
+    wavs = _waves(lengths, seed=5)
+    got = extract_w2v(features, wavs, max_batch_size=8, dtype=torch.float32, backend="packed")
+    for n, wav, feat in zip(lengths, wavs, got, strict=True):
+        expected = _upstream_way(full, wav)
+        assert feat.shape == expected.shape == (32, num_frames(n))
+        assert (feat - expected).abs().max().item() <= PACKED_ATOL, n
+
+
+def test_backend_choice(saved_model: tuple[Path, Wav2Vec2ForPreTraining], tmp_path: Path) -> None:
+    path, _ = saved_model
+    features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
+    assert features.backend_for("transformers") == "transformers"
+    with pytest.raises(ValueError, match="unknown w2v backend 'fast'"):
+        features.backend_for("fast")
+    features.double()
+    assert features.backend_for("auto") == "transformers"
+    with pytest.raises(ValueError, match="float64"):
+        features.backend_for("packed")
+    Wav2Vec2Model(tiny_wav2vec2_config(stable_layer_norm=False)).save_pretrained(tmp_path)
+    post_norm = Wav2Vec2Features.from_pretrained(tmp_path, local_files_only=True)
+    assert post_norm.backend_for("auto") == "transformers"
+    with pytest.raises(ValueError, match="post-norm encoder"):
+        extract_w2v(post_norm, _waves([8000]), backend="packed")
 
 
 def test_naive_truncation_would_differ(saved_model: tuple[Path, Wav2Vec2ForPreTraining]) -> None:
@@ -102,13 +141,14 @@ def test_missing_weights_are_an_error(tmp_path: Path) -> None:
         Wav2Vec2Features.from_pretrained(tmp_path, local_files_only=True)
 
 
-def test_batched_equals_single(saved_model: tuple[Path, Wav2Vec2ForPreTraining]) -> None:
+@pytest.mark.parametrize("backend", ["transformers", "packed"])
+def test_batched_equals_single(saved_model: tuple[Path, Wav2Vec2ForPreTraining], backend: str) -> None:
     path, _ = saved_model
     features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
     lengths = [16000, 47999, 30000, 12345, 48000, 5000, 31000]
     wavs = _waves(lengths, seed=3)
-    singles = [extract_w2v(features, [w], dtype=torch.float32)[0] for w in wavs]
-    batched = extract_w2v(features, wavs, max_batch_size=4, max_padding=1.0, dtype=torch.float32)
+    singles = [extract_w2v(features, [w], dtype=torch.float32, backend=backend)[0] for w in wavs]
+    batched = extract_w2v(features, wavs, max_batch_size=4, max_padding=1.0, dtype=torch.float32, backend=backend)
     worst = 0.0
     for n, one, many in zip(lengths, singles, batched, strict=True):
         assert one.shape == many.shape == (32, num_frames(n))

@@ -152,6 +152,7 @@ def test_features_equal_frontends_and_goldens(extracted, reference_dir):
         assert meta["tokens"]["language"] == "en-us" and meta["tokens"]["versions"]["phonemizer"]
         assert meta["tokens"]["versions"]["espeak-ng"]
         assert meta["w2v"]["shape"] == list(w2v.shape) and meta["w2v"]["layer"] == 7
+        assert meta["w2v"]["backend"].startswith("packed")  # the CPU default
         assert meta["f0"]["failed"] is False and meta["f0"]["yaapt"]["nccf_thresh1"] == 0.25
         assert meta["denoised"]["sha256"] and meta["mel"]["n_fft"] == 1280
         row = index[ref]
@@ -240,3 +241,11 @@ def test_cli_refuses_bad_feature_lists(tmp_path):
     assert result.exit_code == 2 and "pitch" in result.output
     result = CliRunner().invoke(main, ["extract", str(manifest), "-o", str(tmp_path / "o"), "--features", "denoise"])
     assert result.exit_code == 2 and "--denoiser-ckpt" in result.output
+
+
+def test_config_refuses_unknown_w2v_backend():
+    from pipeline.extract import ExtractConfig
+
+    with pytest.raises(ValueError, match="w2v backend must be one of auto, packed, transformers"):
+        ExtractConfig(w2v_backend="gpu-fast")
+    assert ExtractConfig(w2v_backend="transformers").output_options() == ExtractConfig().output_options()
