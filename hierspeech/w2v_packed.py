@@ -6,7 +6,8 @@ about a third of the time outside the matrix products. This path computes the sa
 from the same weights with the work arranged for a CPU:
 
 * the conv encoder runs in (time, channels) layout: a stride-s convolution is one or two matrix
-  products over row views of the input (no im2col copy), LayerNorm is over contiguous rows;
+  products over row views of the input (no im2col copy), LayerNorm is over contiguous rows,
+  and it runs 64 output frames at a time so that its intermediates stay in cache;
 * the items of a batch are concatenated row-wise (no padding, no mask): projections, norms and
   feed-forward layers see one tall matrix; attention runs per item on its own rows;
 * the 128-tap grouped positional convolution runs as a blocked FFT convolution
@@ -23,6 +24,7 @@ and ``bench/bench_frontends.py`` measure it against the full upstream model.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ from transformers import Wav2Vec2Model
 
 FFT_BLOCK = 256
 """FFT length of the blocked positional convolution; must exceed the kernel (128)."""
+CONV_CHUNK_FRAMES = 64
+"""Output frames (1.28 s) the conv encoder computes at a time: its intermediates fit in cache."""
 
 
 def packed_support(model: Wav2Vec2Model) -> str | None:
@@ -187,16 +191,38 @@ class PackedWav2Vec2:
             raise ValueError(f"the packed CPU path does not cover this model: {reason}")
         self.model = model
         self.conv_stages = [_conv_stage(layer) for layer in model.feature_extractor.conv_layers]
+        # Total stride and receptive field (in samples) of one output frame of the conv encoder.
+        self.conv_stride = math.prod(stage.stride for stage in self.conv_stages)
+        self.conv_field = 1 + sum(
+            (stage.kernel - 1) * math.prod(earlier.stride for earlier in self.conv_stages[:i])
+            for i, stage in enumerate(self.conv_stages)
+        )
         self.positional = BlockedFFTConv(model.encoder.pos_conv_embed.conv)
         self.heads = model.config.num_attention_heads
 
     @torch.inference_mode()
     def conv_features(self, wav: torch.Tensor) -> torch.Tensor:
-        """(S,) prepared audio -> (frames, conv channels), the conv encoder's output."""
-        h = wav.to(torch.float32).reshape(-1, 1)
-        for stage in self.conv_stages:
-            h = F.gelu(_layer_norm(_strided_conv(h, stage), stage.norm))
-        return h
+        """(S,) prepared audio -> (frames, conv channels), the conv encoder's output.
+
+        Computed ``CONV_CHUNK_FRAMES`` output frames at a time from the samples those frames
+        see (the convolutions are valid and every chunk starts on a multiple of the total
+        stride, so the result is bit-identical to one pass). A chunk's intermediates stay in
+        the CPU cache (a one-pass run streams ~130 MB per 20 s through memory at the first
+        layer; chunked it is ~25 % faster) and memory no longer grows with the length.
+        """
+        samples = wav.to(torch.float32).reshape(-1)
+        stride, field = self.conv_stride, self.conv_field
+        if samples.shape[0] < field:
+            raise ValueError(f"{samples.shape[0]} samples are fewer than one frame's receptive field ({field})")
+        frames = (samples.shape[0] - field) // stride + 1
+        out = samples.new_empty(frames, self.conv_stages[-1].weight.shape[1])
+        for first in range(0, frames, CONV_CHUNK_FRAMES):
+            last = min(frames, first + CONV_CHUNK_FRAMES)
+            h = samples[stride * first : stride * (last - 1) + field].reshape(-1, 1)
+            for stage in self.conv_stages:
+                h = F.gelu(_layer_norm(_strided_conv(h, stage), stage.norm))
+            out[first:last] = h
+        return out
 
     @torch.inference_mode()
     def __call__(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

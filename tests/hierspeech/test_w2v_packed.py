@@ -12,7 +12,7 @@ from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 from hierspeech.testing.w2v import mms_300m_config, tiny_wav2vec2_config
 from hierspeech.w2v import Wav2Vec2Features, extract_w2v, num_frames, prepare_audio
-from hierspeech.w2v_packed import BlockedFFTConv, _conv_stage, _strided_conv, packed_support
+from hierspeech.w2v_packed import BlockedFFTConv, PackedWav2Vec2, _conv_stage, _strided_conv, packed_support
 
 FEATURE_ATOL = 1e-4
 """The issue's bound for our w2v features vs the upstream way."""
@@ -84,3 +84,21 @@ def test_real_size_mms_300m_matches_upstream_way() -> None:
     for wav, feat, reference in zip(wavs, got, expected, strict=True):
         assert feat.shape == reference.shape == (1024, num_frames(len(wav)))
         assert (feat - reference).abs().max().item() <= FEATURE_ATOL
+
+
+def test_conv_features_in_chunks_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conv encoder runs 64 frames at a time: bit-identical to one pass, and equal to
+    transformers' conv encoder, across chunk boundaries and a short last chunk."""
+    torch.manual_seed(2)
+    model = Wav2Vec2Model(tiny_wav2vec2_config()).eval()
+    packed = PackedWav2Vec2(model)
+    assert (packed.conv_stride, packed.conv_field) == (320, 400)
+    wav = prepare_audio((np.random.default_rng(2).standard_normal(70_000) * 0.1).astype(np.float32))
+    chunked = packed.conv_features(wav)
+    monkeypatch.setattr("hierspeech.w2v_packed.CONV_CHUNK_FRAMES", 10**9)
+    whole = packed.conv_features(wav)
+    assert chunked.shape == (num_frames(70_000), 32) and chunked.shape[0] % 64 != 0
+    assert torch.equal(chunked, whole)
+    with torch.no_grad():
+        expected = model.feature_extractor(wav[None])[0].t()
+    torch.testing.assert_close(chunked, expected, atol=1e-5, rtol=1e-5)
