@@ -6,6 +6,8 @@ the output of layer index 6. For the stable-layer-norm variant (MMS, XLS-R) the 
 ``layer_norm`` applies only to the LAST hidden state, so a model cut to 7 layers must skip it to
 reproduce ``hidden_states[7]`` exactly; the post-norm variant applies its norm before the layers
 and keeps it. :class:`Wav2Vec2Features` keeps layers 0..6 only (~7/24 of the encoder cost).
+On the CPU in float32 it computes them through :mod:`hierspeech.w2v_packed` (items packed
+frame-wise, no padding) unless told to use transformers' forward (``backend=``).
 
 Audio preparation: zero-pad the end to the next multiple of 1280 samples (a full 1280 more when
 already a multiple), then reflect-pad 40 samples on both sides. T samples give
