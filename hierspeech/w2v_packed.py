@@ -35,6 +35,8 @@ from transformers import Wav2Vec2Model
 
 FFT_BLOCK = 256
 """FFT length of the blocked positional convolution; must exceed the kernel (128)."""
+FFT_MAX_BLOCKS = 48
+"""Blocks (of 129 frames) per batched FFT product: bounds the transient spectra."""
 CONV_CHUNK_FRAMES = 64
 """Output frames (1.28 s) the conv encoder computes at a time: its intermediates fit in cache."""
 
@@ -152,29 +154,47 @@ class BlockedFFTConv:
         self.bias = None if conv.bias is None else conv.bias.detach()
 
     def __call__(self, h: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
-        """(sum T_i, C) packed rows -> (sum T_i, C): each item convolved on its own, zero padded."""
-        channels, block = self.channels, self.block
-        counts = [-(-n // block) for n in lengths]
-        blocks = h.new_empty(sum(counts), FFT_BLOCK, channels)
-        start = first = 0
-        for n, count in zip(lengths, counts, strict=True):
-            padded = h.new_zeros(count * block + self.kernel - 1, channels)
+        """(sum T_i, C) packed rows -> (sum T_i, C): each item convolved on its own, zero padded.
+
+        Blocks go through the FFT ``FFT_MAX_BLOCKS`` at a time, so the transient spectra stay
+        bounded (~0.2 GB at MMS-300m's width) however long the items are.
+        """
+        block = self.block
+        out = h.new_empty(h.shape)
+        pending: list[tuple[torch.Tensor, int, int]] = []  # (blocks, first output row, rows)
+        pending_blocks = 0
+        start = 0
+        for n in lengths:
+            count = -(-n // block)
+            padded = h.new_zeros(count * block + self.kernel - 1, h.shape[1])
             padded[self.pad : self.pad + n] = h[start : start + n]
-            blocks[first : first + count] = padded.as_strided((count, FFT_BLOCK, channels), (block * channels, channels, 1))
+            views = padded.as_strided((count, FFT_BLOCK, h.shape[1]), (block * h.shape[1], h.shape[1], 1))
+            for first in range(0, count, FFT_MAX_BLOCKS):
+                piece = views[first : first + FFT_MAX_BLOCKS]
+                if pending_blocks + piece.shape[0] > FFT_MAX_BLOCKS:
+                    self._flush(pending, out)
+                    pending, pending_blocks = [], 0
+                pending.append((piece, start + first * block, min(n - first * block, piece.shape[0] * block)))
+                pending_blocks += piece.shape[0]
             start += n
-            first += count
+        self._flush(pending, out)
+        return out if self.bias is None else out.add_(self.bias)
+
+    def _flush(self, pending: list[tuple[torch.Tensor, int, int]], out: torch.Tensor) -> None:
+        """Convolve the pending blocks in one batched product and write their valid rows."""
+        if not pending:
+            return
+        blocks = torch.cat([piece for piece, _, _ in pending])
         bins = FFT_BLOCK // 2 + 1
         spectra = torch.fft.rfft(blocks, dim=1).view(-1, bins, self.groups, self.group_channels)
         mixed = torch.matmul(self.spectrum, spectra.permute(1, 2, 3, 0))  # (bin, group, out, block)
-        mixed = mixed.permute(3, 0, 1, 2).reshape(-1, bins, channels)
-        valid = torch.fft.irfft(mixed, n=FFT_BLOCK, dim=1)[:, :block]
-        pieces = []
+        mixed = mixed.permute(3, 0, 1, 2).reshape(-1, bins, self.channels)
+        valid = torch.fft.irfft(mixed, n=FFT_BLOCK, dim=1)[:, : self.block]
         first = 0
-        for n, count in zip(lengths, counts, strict=True):
-            pieces.append(valid[first : first + count].reshape(count * block, channels)[:n])
+        for piece, row, rows in pending:
+            count = piece.shape[0]
+            out[row : row + rows] = valid[first : first + count].reshape(count * self.block, self.channels)[:rows]
             first += count
-        out = torch.cat(pieces)
-        return out if self.bias is None else out.add_(self.bias)
 
 
 class PackedWav2Vec2:

@@ -44,9 +44,12 @@ def test_strided_conv_equals_conv1d(kernel: int, stride: int, channels: int, bia
         _strided_conv(torch.randn(kernel - 1, channels), _conv_stage(layer))
 
 
-def test_blocked_fft_conv_equals_grouped_conv() -> None:
+@pytest.mark.parametrize("max_blocks", [48, 3, 1])
+def test_blocked_fft_conv_equals_grouped_conv(max_blocks: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """MMS-300m's positional conv (1024 channels, 16 groups, 128 taps), items packed around the
-    129-frame block size: each item must see zeros, not its neighbours, beyond its ends."""
+    129-frame block size: each item must see zeros, not its neighbours, beyond its ends, also
+    when the blocks go through the FFT in several products (an item split between them)."""
+    monkeypatch.setattr("hierspeech.w2v_packed.FFT_MAX_BLOCKS", max_blocks)
     torch.manual_seed(0)
     conv = nn.Conv1d(1024, 1024, 128, padding=64, groups=16)
     fft_conv = BlockedFFTConv(conv)
