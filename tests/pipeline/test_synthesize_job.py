@@ -182,6 +182,7 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
     assert meta["sample_rate"] == 24000 and meta["params"] == {"denoise_ratio": 0.0, "output_sr": 24000, "seed": 2, "scale_norm": "max", "noise_scale": 0.333}
     assert set(meta["checkpoints"]) == {"synthesizer", "w2v", "denoiser", "speechsr24k"}
     assert all(len(v["sha256"]) == 64 for k, v in meta["checkpoints"].items() if k != "w2v")
+    assert meta["checkpoints"]["w2v"]["backend"] == "packed"  # CPU float32: the packed w2v path
     assert meta["package_version"] and meta["source_id"] == "ok2" and set(meta["gates"]) >= {"passed", "failed", "rms_dbfs", "duration_ratio"}
     wave, rate = sf.read(io.BytesIO(samples["ok1"]["flac"]), dtype="int16")
     assert rate == 16000 and len(wave) == 16000 * 1.6 and np.abs(wave).max() == int(32767 * 0.999)  # upstream's peak normalisation
