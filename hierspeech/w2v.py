@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from hierspeech.w2v_packed import PackedWav2Vec2, packed_support
+from hierspeech.w2v_packed import PackedWav2Vec2, onednn_linear_available, packed_support
 
 DEFAULT_MODEL = "facebook/mms-300m"
 XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
@@ -201,6 +201,14 @@ class Wav2Vec2Features(nn.Module):
         if backend == "packed":
             raise ValueError(f"w2v backend 'packed' does not apply: {reason}; use 'transformers'")
         return "transformers"
+
+    def backend_provenance(self, backend: str = "auto") -> dict[str, str]:
+        """What to record of how features were computed: the backend `extract` uses and, for
+        the packed one, which linear kernels it runs on."""
+        chosen = self.backend_for(backend)
+        if chosen == "packed":
+            return {"backend": chosen, "linear": "oneDNN" if onednn_linear_available() else "torch"}
+        return {"backend": chosen}
 
     @torch.inference_mode()
     def extract(

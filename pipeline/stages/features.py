@@ -251,16 +251,11 @@ class ModelFeaturesStage(Stage):
             import transformers
 
             from hierspeech.w2v import Wav2Vec2Features
-            from hierspeech.w2v_packed import onednn_linear_available
 
             model = Wav2Vec2Features.from_pretrained(self.w2v.model, layer=self.w2v.layer)
             self._w2v_model = model.to(self.device)
-            backend = model.backend_for(self.w2v.backend)
-            if backend == "packed":
-                linear = "oneDNN" if onednn_linear_available() else "torch"
-                backend = f"packed (frames x channels, FFT positional conv, {linear} linear)"
             self._w2v_meta = {
-                "backend": backend,
+                **model.backend_provenance(self.w2v.backend),
                 "model": self.w2v.model,
                 "layer": self.w2v.layer,
                 "hidden_size": model.hidden_size,

@@ -261,7 +261,7 @@ class SynthesisModelStage(Stage):
             from hierspeech.w2v import Wav2Vec2Features
 
             self.w2v = Wav2Vec2Features.from_pretrained(m.w2v_model, layer=m.w2v_layer).to(dev)
-            checkpoints["w2v"] = {"model": m.w2v_model, "layer": m.w2v_layer, "backend": self.w2v.backend_for()}
+            checkpoints["w2v"] = {"model": m.w2v_model, "layer": m.w2v_layer, **self.w2v.backend_provenance()}
         self.denoiser = None
         if m.denoiser:
             from hierspeech.denoiser import Denoiser

@@ -96,6 +96,9 @@ def test_backend_choice(saved_model: tuple[Path, Wav2Vec2ForPreTraining], tmp_pa
     path, _ = saved_model
     features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
     assert features.backend_for("transformers") == "transformers"
+    assert features.backend_provenance("transformers") == {"backend": "transformers"}
+    assert features.backend_provenance()["backend"] == "packed"
+    assert features.backend_provenance()["linear"] in {"oneDNN", "torch"}
     with pytest.raises(ValueError, match="unknown w2v backend 'fast'"):
         features.backend_for("fast")
     features.double()

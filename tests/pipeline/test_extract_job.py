@@ -152,7 +152,7 @@ def test_features_equal_frontends_and_goldens(extracted, reference_dir):
         assert meta["tokens"]["language"] == "en-us" and meta["tokens"]["versions"]["phonemizer"]
         assert meta["tokens"]["versions"]["espeak-ng"]
         assert meta["w2v"]["shape"] == list(w2v.shape) and meta["w2v"]["layer"] == 7
-        assert meta["w2v"]["backend"].startswith("packed")  # the CPU default
+        assert meta["w2v"]["backend"] == "packed" and meta["w2v"]["linear"] in {"oneDNN", "torch"}  # the CPU default
         assert meta["f0"]["failed"] is False and meta["f0"]["yaapt"]["nccf_thresh1"] == 0.25
         assert meta["denoised"]["sha256"] and meta["mel"]["n_fft"] == 1280
         row = index[ref]
@@ -249,3 +249,7 @@ def test_config_refuses_unknown_w2v_backend():
     with pytest.raises(ValueError, match="w2v backend must be one of auto, packed, transformers"):
         ExtractConfig(w2v_backend="gpu-fast")
     assert ExtractConfig(w2v_backend="transformers").output_options() == ExtractConfig().output_options()
+    from hierspeech.w2v import BACKENDS
+
+    backend_option = next(p for p in main.commands["extract"].params if p.name == "w2v_backend")
+    assert tuple(backend_option.type.choices) == BACKENDS  # the CLI offers exactly what the library takes
