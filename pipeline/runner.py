@@ -19,13 +19,13 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipeline.audio import is_uri
 from pipeline.item import Item, items_to_batch
 from pipeline.job import Job, RunOptions
 from pipeline.manifest import ManifestError, manifest_fingerprint, read_manifest, resolve_path, validate_table
 from pipeline.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
 from pipeline.sink import SinkConfig
 from pipeline.summary import format_summary, summarize, versions
+from pipeline.uri import manifest_base
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
         )
 
 
-def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: Path | None, row_problems: dict[int, str]) -> list[Item]:
+def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | None, row_problems: dict[int, str]) -> list[Item]:
     names = table.column_names
     path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
     items = []
@@ -109,8 +109,9 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     started = time.time()
     manifest_path = str(manifest_path)
     table = read_manifest(manifest_path)
-    base_dir = None if is_uri(manifest_path) else Path(manifest_path).resolve().parent
-    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict)
+    base_dir = manifest_base(manifest_path)
+    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict,
+                            allow_internal=job.allows_internal_columns(manifest_path, str(out_root)))
     if not report.ok or (options.strict and report.row_problems):
         raise ManifestError(manifest_path, report)
     row_problems: dict[int, str] = {}
@@ -169,7 +170,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
 
 
 def _execute(
-    job: Job, table: pa.Table, todo: list[int], base_dir: Path | None, row_problems: dict[int, str],
+    job: Job, table: pa.Table, todo: list[int], base_dir: str | None, row_problems: dict[int, str],
     out: OutputDir, run_id: str, options: RunOptions,
 ) -> tuple[float, float]:
     """Stream the rows to do through the stages and the sink; returns (input, output) audio seconds."""

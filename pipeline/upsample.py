@@ -39,10 +39,12 @@ CLIPPED_MIN_SAMPLES = 3
 DEFAULT_GPU_BATCH_SECONDS = 10.0
 INPUT_MANIFEST = "input_manifest.parquet"
 
+# Internal: only the manifest that tar input builds (OUT/_state/input_manifest.parquet) may hold them; a
+# user's manifest with them is refused (they make the decode copy byte ranges of the `audio` file).
 UPSAMPLE_COLUMNS: tuple[Column, ...] = (
-    Column("tar_key", "string", doc="tar input: the sample's WebDataset key"),
-    Column("tar_member", "string", doc="tar input: extension of the audio member"),
-    Column("tar_members", "string", doc="tar input: json {ext: [offset, size]} of every member"),
+    Column("tar_key", "string", internal=True, doc="tar input: the sample's WebDataset key"),
+    Column("tar_member", "string", internal=True, doc="tar input: extension of the audio member"),
+    Column("tar_members", "string", internal=True, doc="tar input: json {ext: [offset, size]} of every member"),
 )
 
 UPSAMPLE_INDEX_FIELDS = [
@@ -330,6 +332,7 @@ def upsample_job(
         build_stages=build,
         index_fields=UPSAMPLE_INDEX_FIELDS,
         extra_columns=UPSAMPLE_COLUMNS,
+        internal_manifest=INPUT_MANIFEST,
         output_options={"sample_rate": int(sample_rate), "normalize": normalize, "bits": bits,
                         "channel_policy": channel_policy, "max_seconds": max_seconds, "checkpoint_sha256": sha},
     )
