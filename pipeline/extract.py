@@ -14,8 +14,9 @@ import pyarrow as pa
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.job import Job
+from pipeline.min_length import for_extract
 from pipeline.stage import Resources, Stage
-from pipeline.stages.decode import DecodeStage
+from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
@@ -40,6 +41,7 @@ EXTRACT_INDEX_FIELDS = [
     pa.field("token_count", pa.int64()),
     pa.field("phoneme_count", pa.int64()),
     pa.field("denoised", pa.bool_()),
+    TRUNCATED_FIELD,
 ]
 
 
@@ -130,7 +132,8 @@ def extract_job(config: ExtractConfig) -> Job:
     def build() -> list[Stage]:
         cpu = Resources(num_cpus=config.cpus_per_task)
         stages: list[Stage] = [
-            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds, resources=cpu),
+            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
+                        min_length=for_extract(config.features), resources=cpu),
             StoredAudioStage(bits=16, resources=cpu),
         ]
         if "tokens" in wanted:

@@ -175,6 +175,11 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
         raise ValueError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
     if config.defaults.output_sr != 16000 and config.defaults.output_sr not in config.speechsr:
         raise ValueError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
+    from pipeline.min_length import PROMPT
+
+    if config.limits.min_prompt_seconds < PROMPT.seconds:
+        raise ValueError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
+                         f"needs: {PROMPT.samples} samples ({PROMPT.seconds:.4f} s at 16 kHz); give at least that")
     if "vc" in config.modes:
         from pipeline.extract import check_f0_backend, check_w2v_model
 

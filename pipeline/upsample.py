@@ -15,13 +15,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio import ChannelPolicy, decode_audio, resample
+from pipeline.audio import ChannelPolicy, decode_audio
 from pipeline.item import Item
 from pipeline.job import Job
 from pipeline.manifest import Column
 from pipeline.output import STATE, OutputDir
 from pipeline.stage import Resources, Stage
-from pipeline.stages.decode import PASSTHROUGH, DecodeStage
+from pipeline.stages.decode import PASSTHROUGH, TRUNCATED_FIELD, DecodeStage, truncation_record
 from pipeline.stages.encode import EncodeFlacStage
 from pipeline.tar_source import build_tar_manifest, is_tar_input, sample_members
 
@@ -64,6 +64,7 @@ UPSAMPLE_INDEX_FIELDS = [
     pa.field("text", pa.string()),
     pa.field("speaker", pa.string()),
     pa.field("language", pa.string()),
+    TRUNCATED_FIELD,
 ]
 
 
@@ -101,6 +102,19 @@ def normalize_output(output: np.ndarray, source_peak: float, mode: str) -> tuple
 
 
 # -- stages ---------------------------------------------------------------------------------------
+class _SourceLevel:
+    """Peak and clipped-sample count of the source, accumulated over decode blocks (native rate, mono)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.clipped = 0
+
+    def add(self, block: np.ndarray) -> None:
+        magnitude = np.abs(block)
+        self.peak = max(self.peak, float(magnitude.max()))
+        self.clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+
+
 class UpsampleDecodeStage(DecodeStage):
     """Manifest row or tar sample -> 16 kHz mono `data['audio']`, source level facts and provenance.
 
@@ -124,15 +138,16 @@ class UpsampleDecodeStage(DecodeStage):
                 if fields.get(name) is not None:
                     item.meta[name] = item.index[name] = fields[name]
             item.meta["source"] = source
-        decoded = decode_audio(source, channel_policy=self.channel_policy, max_seconds=self.max_seconds, name=label)
-        native = decoded.samples
-        source_peak = float(np.max(np.abs(native)))
-        clipped = int(np.count_nonzero(np.abs(native) >= CLIP_LEVEL))
-        item.data["audio"] = resample(native, decoded.sample_rate, MODEL_INPUT_RATE)
+        level = _SourceLevel()
+        decoded = decode_audio(source, target_sample_rate=MODEL_INPUT_RATE, channel_policy=self.channel_policy,
+                               max_seconds=self.max_seconds, name=label, on_block=level.add)
+        self.check_length(decoded, label)
+        source_peak, clipped = level.peak, level.clipped
+        item.data["audio"] = decoded.samples
         item.data["sample_rate"] = MODEL_INPUT_RATE
         item.data["source_peak"] = source_peak
         flags = {
-            "narrowband_source": decoded.sample_rate < MODEL_INPUT_RATE,
+            "narrowband_source": decoded.source_sample_rate < MODEL_INPUT_RATE,
             "clipped_source": clipped >= CLIPPED_MIN_SAMPLES,
             "silent_source": source_peak < SILENCE_PEAK,
         }
@@ -147,8 +162,9 @@ class UpsampleDecodeStage(DecodeStage):
                 "source_clipped_samples": clipped,
                 "channel_policy": self.channel_policy if decoded.source_channels > 1 else "mono",
                 "model_input_sample_rate": MODEL_INPUT_RATE,
-                "resampled_to_16k": decoded.sample_rate != MODEL_INPUT_RATE,
+                "resampled_to_16k": decoded.source_sample_rate != MODEL_INPUT_RATE,
                 "flags": sorted(name for name, on in flags.items() if on),
+                **truncation_record(decoded),
             }
         )
         item.index.update(
@@ -157,6 +173,7 @@ class UpsampleDecodeStage(DecodeStage):
                 "source_sample_rate": decoded.source_sample_rate,
                 "source_channels": decoded.source_channels,
                 "source_peak": source_peak,
+                "truncated": decoded.truncated,
                 **flags,
             }
         )
