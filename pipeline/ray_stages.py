@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 
 import pyarrow as pa
 import ray.data
@@ -110,15 +111,17 @@ def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
     if res.memory:
         common["memory"] = res.memory
     if stage.stateful:
-        return ds.map_batches(
-            _named(_StageActor, stage.name),
-            fn_constructor_args=(stage,),
-            concurrency=res.actors,
-            num_gpus=res.num_gpus or None,
-            max_restarts=ACTOR_RESTARTS,  # Ray 2.60 has no named parameter for these two yet
-            max_task_retries=STICKY_RETRIES,
-            **common,
-        )
+        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for these two yet (due in 2.64)
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
+            return ds.map_batches(
+                _named(_StageActor, stage.name),
+                fn_constructor_args=(stage,),
+                concurrency=res.actors,
+                num_gpus=res.num_gpus or None,
+                max_restarts=ACTOR_RESTARTS,
+                max_task_retries=STICKY_RETRIES,
+                **common,
+            )
     if res.num_gpus:  # CPU tasks keep Ray Data's unbounded retries (node loss); they hold no CUDA context
         common["num_gpus"] = res.num_gpus
         common["max_retries"] = STICKY_RETRIES

@@ -124,11 +124,3 @@ class StickyErrorProbeStage(Stage):
         for item in items:
             item.meta["sticky_probe"] = os.getpid()
 
-
-def with_stage(base: Job, stage: Stage, name: str) -> Job:
-    """`base` with `stage` appended (a real job around a probe stage)."""
-
-    def build() -> list[Stage]:
-        return [*base.build_stages(), stage]
-
-    return Job(name=name, build_stages=build, index_fields=base.index_fields, output_options={**base.output_options, "probe": name})

@@ -1,8 +1,8 @@
 """Rows that run out of memory alone are left for the re-run; a broken CUDA context restarts the actor.
 
-Sink and summary first (no Ray), then two real jobs on the session's local Ray: one whose probe
-stage runs out of memory (split, deferral, summary, re-run), one whose probe stage hits a sticky
-CUDA error once (the actor process exits, Ray restarts it and redoes the batch).
+Sink and summary first (no Ray), then a real job on the session's local Ray whose probe stages run
+out of memory (split, deferral, summary, re-run) and hit a sticky CUDA error once (the actor process
+exits, Ray restarts it and redoes the batch).
 """
 
 from __future__ import annotations
@@ -69,14 +69,24 @@ def test_the_summary_says_how_many_rows_were_deferred_and_what_to_do() -> None:
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_a_job_defers_rows_out_of_memory_alone_and_the_rerun_finishes_them(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    from pipeline.job import RunOptions
+def test_a_job_defers_rows_out_of_memory_alone_restarts_on_sticky_errors_and_the_rerun_finishes(
+    tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """One real job, two probe stages: out-of-memory splits and a deferred row; a sticky CUDA error that
+    kills the actor once (Ray restarts it and redoes the batch). The re-run finishes the deferred row."""
+    from pipeline.job import Job, RunOptions
     from pipeline.prepare import prepare_job
     from pipeline.runner import run_job
-    from pipeline.testing import OutOfMemoryProbeStage, with_stage
+    from pipeline.testing import OutOfMemoryProbeStage, StickyErrorProbeStage
 
-    victim, until = EXAMPLE_IDS[4], tmp_path / "memory-is-free-now"
-    job = with_stage(prepare_job(16000), OutOfMemoryProbeStage(max_rows=2, ids=(victim,), until=str(until)), "oom_probe")
+    victim, until, crashed = EXAMPLE_IDS[4], tmp_path / "memory-is-free-now", tmp_path / "crashed-pid"
+    base = prepare_job(16000)
+
+    def build():
+        return [*base.build_stages(), OutOfMemoryProbeStage(max_rows=2, ids=(victim,), until=str(until)),
+                StickyErrorProbeStage(marker=str(crashed))]
+
+    job = Job(name="probes", build_stages=build, index_fields=base.index_fields, output_options={"probes": True})
     out = tmp_path / "out"
     options = RunOptions(rows_per_shard=7, progress=False)
 
@@ -89,6 +99,12 @@ def test_a_job_defers_rows_out_of_memory_alone_and_the_rerun_finishes_them(tmp_p
     printed = capfd.readouterr().err
     assert "INCOMPLETE" in printed and "re-running the same command retries them" in printed and "oom_probe: batches" in printed
     assert victim not in OutputDir(str(out)).done_ids()
+    assert crashed.exists()  # the sticky error did happen, and cost no row:
+    pids = set()
+    for shard in (out / "shards").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            pids |= {json.loads(tar.extractfile(m).read())["sticky_probe"] for m in tar.getmembers() if m.name.endswith(".json")}
+    assert pids and int(crashed.read_text()) not in pids  # every row made by a live process, none by the crashed one
     parts = OutputDir(str(out)).committed_parts()
 
     until.touch()
@@ -96,22 +112,3 @@ def test_a_job_defers_rows_out_of_memory_alone_and_the_rerun_finishes_them(tmp_p
     assert (second["complete"], second["rows_this_run"], second["samples_out"], second["duplicates"]) == (True, 1, 7, [])
     assert second["rows_deferred_this_run"] == 0
     assert OutputDir(str(out)).committed_parts() == parts | {part_name([victim])}
-
-
-@pytest.mark.usefixtures("ray_local")
-def test_a_sticky_cuda_error_restarts_the_actor_and_redoes_its_batch(tmp_path: Path) -> None:
-    from pipeline.job import RunOptions
-    from pipeline.prepare import prepare_job
-    from pipeline.runner import run_job
-    from pipeline.testing import StickyErrorProbeStage, with_stage
-
-    marker = tmp_path / "crashed-pid"
-    job = with_stage(prepare_job(16000), StickyErrorProbeStage(marker=str(marker)), "sticky_probe")
-    summary = run_job(job, EXAMPLES, tmp_path / "out", RunOptions(rows_per_shard=7, progress=False))
-    assert marker.exists()  # the error did happen ...
-    assert (summary["complete"], summary["samples_out"], summary["errors"]) == (True, 7, 0)  # ... and cost no row
-    pids = set()
-    for shard in (tmp_path / "out" / "shards").glob("*.tar"):
-        with tarfile.open(shard) as tar:
-            pids |= {json.loads(tar.extractfile(m).read())["sticky_probe"] for m in tar.getmembers() if m.name.endswith(".json")}
-    assert pids and int(marker.read_text()) not in pids  # every row made by a live process, none by the crashed one
