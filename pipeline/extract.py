@@ -130,14 +130,16 @@ def extract_job(config: ExtractConfig) -> Job:
         check_w2v_model(config.w2v_model, config.w2v_layer)
 
     def build() -> list[Stage]:
-        cpu = Resources(num_cpus=config.cpus_per_task)
+        def cpu() -> Resources:  # one object per stage: `--stage-resources decode=...` changes decode only
+            return Resources(num_cpus=config.cpus_per_task)
+
         stages: list[Stage] = [
             DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
-                        min_length=for_extract(config.features), resources=cpu),
-            StoredAudioStage(bits=16, resources=cpu),
+                        min_length=for_extract(config.features), resources=cpu()),
+            StoredAudioStage(bits=16, resources=cpu()),
         ]
         if "tokens" in wanted:
-            stages.append(TokensStage(add_blank=config.add_blank, max_tokens=config.max_tokens, default_language=config.language, resources=cpu))
+            stages.append(TokensStage(add_blank=config.add_blank, max_tokens=config.max_tokens, default_language=config.language, resources=cpu()))
         if wanted & {"w2v", "denoise"}:
             w2v = None
             if "w2v" in wanted:

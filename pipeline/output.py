@@ -12,8 +12,9 @@ Layout::
 A part is committed when its index part file exists: tars and the errors part are renamed into
 place first, the index part last. On start, files of uncommitted parts and temporary files are
 deleted, and the ids of committed parts are skipped, so a killed job re-run finishes the rest
-exactly once without touching finished shards. Part names are a hash of the part's ids, so a
-Ray task retried after a worker crash rewrites the same part instead of adding a duplicate.
+exactly once without touching finished shards. Part names are a hash of the ids a part commits
+(its samples and error rows; deferred rows are not written), so a Ray task retried after a worker
+crash rewrites the same part instead of adding a duplicate.
 """
 
 from __future__ import annotations

@@ -8,11 +8,13 @@ not used: it needs >= 4 logical CPUs locally and works with Ray's writers, and
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from pipeline.item import Item, items_to_batch
 from pipeline.job import Job, RunOptions
 from pipeline.manifest import ManifestError, manifest_fingerprint, read_manifest, resolve_path, validate_table
 from pipeline.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
-from pipeline.sink import SinkConfig
+from pipeline.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
 from pipeline.summary import format_summary, summarize, versions
 from pipeline.uri import manifest_base
 
@@ -134,11 +136,11 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             file=sys.stderr,
         )
         run_id = out.start_run()
-        audio_seconds = output_seconds = 0.0
+        totals = RunTotals()
         if todo:
             started_ray = init_ray(options.address, options.num_cpus)
             try:
-                audio_seconds, output_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
+                totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
             except (KeyboardInterrupt, ResourceError, StageResourcesError):
                 raise
             except Exception as exc:
@@ -156,11 +158,14 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             {
                 "command": options.command or sys.argv,
                 "wall_seconds": wall,
-                "audio_seconds_this_run": audio_seconds,
-                "output_audio_seconds_this_run": output_seconds,
+                "audio_seconds_this_run": totals.seconds_in,
+                "output_audio_seconds_this_run": totals.seconds_out,
                 "rows_this_run": len(todo),
-                "throughput_audio_s_per_s": audio_seconds / wall if wall > 0 else 0.0,
-                "throughput_output_audio_s_per_s": output_seconds / wall if wall > 0 else 0.0,
+                "rows_deferred_this_run": totals.deferred,
+                "deferred_ids": totals.deferred_ids,
+                "stage_metrics": totals.stage_metrics,
+                "throughput_audio_s_per_s": totals.seconds_in / wall if wall > 0 else 0.0,
+                "throughput_output_audio_s_per_s": totals.seconds_out / wall if wall > 0 else 0.0,
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
@@ -169,11 +174,30 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     return summary
 
 
+@dataclass
+class RunTotals:
+    """What this run's committed parts report: audio seconds, deferred rows, stage counters."""
+
+    seconds_in: float = 0.0
+    seconds_out: float = 0.0
+    deferred: int = 0
+    deferred_ids: list[str] = field(default_factory=list)
+    stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, part: dict[str, Any]) -> None:
+        """Add one row of the sink's output (`pipeline.ray_stages.SUMMARY_SCHEMA`)."""
+        self.seconds_in += part["seconds_in"]
+        self.seconds_out += part["seconds_out"]
+        self.deferred += part["deferred"]
+        self.deferred_ids.extend(part["deferred_ids"][: max(0, MAX_DEFERRED_IDS - len(self.deferred_ids))])
+        self.stage_metrics = merge_stage_metrics([self.stage_metrics, json.loads(part["stage_metrics"])])
+
+
 def _execute(
     job: Job, table: pa.Table, todo: list[int], base_dir: str | None, row_problems: dict[int, str],
     out: OutputDir, run_id: str, options: RunOptions,
-) -> tuple[float, float]:
-    """Stream the rows to do through the stages and the sink; returns (input, output) audio seconds."""
+) -> RunTotals:
+    """Stream the rows to do through the stages and the sink; returns what the committed parts report."""
     import ray
     import ray.data
 
@@ -215,14 +239,13 @@ def _execute(
         package_version=__version__,
     )
     ds = apply_sink(ds, sink, options.rows_per_shard)
-    seconds_in = seconds_out = 0.0
+    totals = RunTotals()
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
-            seconds_in += part["seconds_in"]
-            seconds_out += part["seconds_out"]
+            totals.add(part)
             bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
-    return seconds_in, seconds_out
+    return totals
 
 
 def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:

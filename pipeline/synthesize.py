@@ -191,8 +191,10 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
     )
 
     def build() -> list[Stage]:
-        cpu = Resources(num_cpus=config.cpus_per_task)
-        stages: list[Stage] = [SynthesisInputStage(default_mode=config.mode, defaults=config.defaults, limits=config.limits, resources=cpu)]
+        def cpu() -> Resources:  # one object per stage: `--stage-resources synth_inputs=...` changes that stage only
+            return Resources(num_cpus=config.cpus_per_task)
+
+        stages: list[Stage] = [SynthesisInputStage(default_mode=config.mode, defaults=config.defaults, limits=config.limits, resources=cpu())]
         if "vc" in config.modes:
             stages.append(VcF0Stage(backend=config.f0_backend, resources=Resources(num_cpus=config.cpus_per_task, actors=config.cpu_actors)))
         stages.append(
@@ -204,7 +206,7 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
                 resources=Resources(num_cpus=1.0, num_gpus=config.gpus_per_actor, actors=config.gpu_actors),
             )
         )
-        stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu))
+        stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu()))
         return stages
 
     columns = {"vc": SYNTHESIZE_VC_COLUMNS, "tts": SYNTHESIZE_TTS_COLUMNS, None: PLAN_COLUMNS}[config.mode]

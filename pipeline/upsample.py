@@ -257,10 +257,13 @@ class SpeechSRStage(Stage):
                 raise ValueError(f"SpeechSR needs {MODEL_INPUT_RATE} Hz input, got {item.data['sample_rate']}")
         waves = [torch.from_numpy(np.ascontiguousarray(item.data["audio"])).to(self.device) for item in items]
         outputs = upsample_batch(self.model, waves, window=self.window, batch_size=self.windows_per_call)
+        results = []
         for item, wave, out in zip(items, waves, outputs, strict=True):
             samples = out.float().cpu().numpy()
             if samples.shape[0] != self.model.output_length(wave.shape[0]) or not np.all(np.isfinite(samples)):
                 raise RuntimeError(f"SpeechSR produced an invalid output for id {item.id!r}")
+            results.append(samples)
+        for item, samples in zip(items, results, strict=True):  # the whole batch succeeded: now write
             item.data["audio"] = samples
             item.data["sample_rate"] = self.model.sampling_rate
 
