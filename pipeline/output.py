@@ -12,9 +12,12 @@ Layout::
 A part is committed when its index part file exists: tars and the errors part are renamed into
 place first, the index part last. On start, files of uncommitted parts and temporary files are
 deleted, and the ids of committed parts are skipped, so a killed job re-run finishes the rest
-exactly once without touching finished shards. Part names are a hash of the ids a part commits
-(its samples and error rows; deferred rows are not written), so a Ray task retried after a worker
-crash rewrites the same part instead of adding a duplicate.
+exactly once without touching finished shards. Part names are a hash of every id the sink's
+batch holds, deferred rows included, so a Ray task retried after a worker crash rewrites the same
+part instead of adding a duplicate, even when the retry defers other rows than the first try did
+(an out-of-memory retry is not deterministic). A batch whose rows were all deferred writes no part;
+any other batch holds a committed row, so a later run (whose rows are all uncommitted) can never
+form the same id set again.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
     committed = [i for i in items if not i.deferred]
     if not committed:
         return PartSummary("", 0, 0, [], 0, 0.0, 0.0, len(deferred), deferred[:MAX_DEFERRED_IDS], metrics)
-    name = part_name(item.id for item in committed)
+    name = part_name(item.id for item in items)  # deferred ids too: see pipeline.output
     ok = sorted((i for i in committed if not i.failed), key=lambda i: sample_key(i.id))
     failed = [i for i in committed if i.failed]
 

@@ -28,7 +28,7 @@ def _sample(sample_id: str, row: int) -> Item:
     return Item(sample_id, row, {}, members={"txt": sample_id.encode()}, index={"duration": 1.0})
 
 
-def test_the_sink_writes_deferred_rows_nowhere_and_names_parts_by_what_it_commits(tmp_path: Path) -> None:
+def test_the_sink_writes_deferred_rows_nowhere_and_names_parts_by_the_whole_batch(tmp_path: Path) -> None:
     out = OutputDir(str(tmp_path / "out"))
     out.ensure_layout()
     out.write_json("job.json", {"job": "probe", "manifest": {"path": "m.parquet", "rows": 3}, "options": {}})
@@ -39,7 +39,7 @@ def test_the_sink_writes_deferred_rows_nowhere_and_names_parts_by_what_it_commit
     deferred.count("model", "deferred_oom")
 
     first = commit_part([good, bad, deferred], config)
-    assert (first.part, first.samples, first.errors, first.deferred, first.deferred_ids) == (part_name(["a", "b"]), 1, 1, 1, ["c"])
+    assert (first.part, first.samples, first.errors, first.deferred, first.deferred_ids) == (part_name(["a", "b", "c"]), 1, 1, 1, ["c"])
     assert first.stage_metrics == {"model": {"deferred_oom": 1}}
     assert out.done_ids() == {"a", "b"}  # the deferred row is still to do
     summary = summarize(out)
@@ -50,12 +50,29 @@ def test_the_sink_writes_deferred_rows_nowhere_and_names_parts_by_what_it_commit
 
     again = _sample("c", 2)  # the re-run finishes it in a part of its own
     second = commit_part([again], config)
-    assert second.part == part_name(["c"]) != first.part and second.part != part_name(["a", "b", "c"])
+    assert second.part == part_name(["c"]) != first.part
     assert out.done_ids() == {"a", "b", "c"}
     index = out.read_parts(INDEX, columns=["id"]).column("id").to_pylist()
     errors = out.read_parts(ERRORS).column("id").to_pylist()
     assert sorted(index) == ["a", "c"] and errors == ["b"]
     assert summarize(out)["complete"]
+
+
+def test_a_retried_sink_batch_that_defers_differently_rewrites_the_same_part(tmp_path: Path) -> None:
+    """Ray may re-execute a batch (lost object, worker crash) and the out-of-memory outcome can differ:
+    the part must keep its name, so the second try replaces the first instead of duplicating a and b."""
+    out = OutputDir(str(tmp_path / "out"))
+    out.ensure_layout()
+    out.write_json("job.json", {"job": "probe", "manifest": {"path": "m.parquet", "rows": 3}, "options": {}})
+    config = SinkConfig(out.base, out.start_run(), "probe", index_schema([]), 1 << 30, "test")
+    a, b, c = _sample("a", 0), _sample("b", 1), _sample("c", 2)
+    c.defer("model", "OutOfMemoryError", "CUDA out of memory (left for a later run)")
+    first = commit_part([a, b, c], config)
+    retry = commit_part([_sample("a", 0), _sample("b", 1), _sample("c", 2)], config)  # this time c fits
+    assert first.part == retry.part and out.committed_parts() == {first.part}
+    index = out.read_parts(INDEX, columns=["id"]).column("id").to_pylist()
+    assert sorted(index) == ["a", "b", "c"]
+    assert summarize(out)["complete"] and not summarize(out)["duplicates"]
 
 
 def test_the_summary_says_how_many_rows_were_deferred_and_what_to_do() -> None:
