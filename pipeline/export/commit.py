@@ -1,0 +1,153 @@
+"""A destination folder that exports write only by rename.
+
+Every file is first written complete under its final name inside a staging folder
+(``DIR/.tmp-<run>/``), then renamed into place: a reader, or a killed export, never sees a
+half-written file. gzip headers are stamped with mtime 0 (RFC 1952: "no time stamp") and the
+staging folder keeps final names, so compressed files are the same bytes on every run.
+
+A run starts by removing staging folders of killed runs; it ends by removing files of an earlier
+export that this run did not write again (a re-run with fewer shards) and committing
+``export.json`` last, which lists every file of the export (in DIR, or for Shar, whose reader
+takes every file of DIR as a field, in the hidden sidecar folder ``.<DIR name>.export`` beside
+it, with the lock and the staging folder). A re-run of a killed export rewrites
+the same bytes under the same names; ``export.json`` exists only while the folder holds a complete
+export. One run at a time per folder (a lock file).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.export.samples import ExportError
+
+STAGING_PREFIX = ".tmp-"
+LOCK_NAME = ".export.lock"
+REPORT_NAME = "export.json"
+EXPORT_SCHEMA_VERSION = 1
+
+
+def _rename(src: Path, dst: Path) -> None:
+    """The commit point of one file (atomic within one filesystem)."""
+    os.replace(src, dst)
+
+
+def zero_gzip_mtime(path: Path) -> None:
+    """Set the MTIME field of a gzip member header to 0, so identical content gives identical bytes."""
+    with open(path, "r+b") as handle:
+        header = handle.read(8)
+        if len(header) == 8 and header[:2] == b"\x1f\x8b":
+            handle.seek(4)
+            handle.write(b"\0\0\0\0")
+
+
+class ExportDir:
+    """The folder an export writes. Use as a context manager; stage files, commit them, then `finish`."""
+
+    def __init__(self, path: str | Path, kind: str, *, sidecar: bool = False):
+        self.path = Path(path).resolve()
+        self.kind = kind
+        # where the lock, the staging folder and export.json live: DIR itself, or beside it for
+        # formats whose readers take every file of DIR as data (Shar)
+        self.state = self.path.parent / f".{self.path.name}.export" if sidecar else self.path
+        self.committed: list[str] = []
+        self._staging: Path | None = None
+        self._lock_handle: Any = None
+
+    @property
+    def report_path(self) -> Path:
+        return self.state / REPORT_NAME
+
+    def __enter__(self) -> ExportDir:
+        if self.path.exists() and not self.path.is_dir():
+            raise ExportError(f"--to {self.path} is a file; give a folder for the export")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        previous = self.read_report()
+        if previous is not None and previous.get("format") != self.kind:
+            self._unlock()
+            raise ExportError(
+                f"{self.path} holds a {previous.get('format')!r} export; write the {self.kind!r} export to another folder"
+            )
+        self.report_path.unlink(missing_ok=True)  # present again only once this run completes
+        for leftover in self.state.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        self._staging = self.state / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        self._staging.mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        self._unlock()
+
+    def _lock(self) -> None:
+        self._lock_handle = open(self.state / LOCK_NAME, "a+")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_handle.close()
+            self._lock_handle = None
+            raise ExportError(f"another export is writing to {self.path} right now; wait for it or use another folder") from exc
+
+    def _unlock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    @property
+    def staging(self) -> Path:
+        if self._staging is None:
+            raise RuntimeError("ExportDir is used outside its `with` block")
+        return self._staging
+
+    def staged(self, name: str) -> Path:
+        """Where to write `name` (a relative path) before committing it; its folder exists."""
+        path = self.staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def final(self, name: str) -> Path:
+        """Where `name` lives once committed."""
+        return self.path / name
+
+    def commit(self, name: str) -> Path:
+        """Rename the staged `name` into place; returns its final path."""
+        staged, final = self.staging / name, self.path / name
+        if name.endswith(".gz"):
+            zero_gzip_mtime(staged)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _rename(staged, final)
+        self.committed.append(name)
+        return final
+
+    def read_report(self) -> dict[str, Any] | None:
+        if not self.report_path.is_file():
+            return None
+        try:
+            return json.loads(self.report_path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+
+    def finish(self, report: dict[str, Any], patterns: tuple[str, ...]) -> None:
+        """Remove files matching `patterns` that this run did not write, then commit the report."""
+        written = set(self.committed)
+        for path in sorted(self.path.rglob("*")):
+            name = path.relative_to(self.path).as_posix()
+            if name.startswith(STAGING_PREFIX):
+                continue
+            if path.is_file() and name not in written and any(fnmatch.fnmatch(name, p) for p in patterns):
+                path.unlink()
+        record = {"format": self.kind, "export_schema_version": EXPORT_SCHEMA_VERSION, **report, "files": sorted(written)}
+        staged = self.staged(REPORT_NAME)
+        staged.write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        _rename(staged, self.report_path)
