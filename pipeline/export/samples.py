@@ -67,6 +67,7 @@ class ExportSample:
     sample_rate: int
     num_samples: int
     channels: int
+    subtype: str  # the audio header's sample format, e.g. PCM_16
 
     @property
     def duration(self) -> float:
@@ -94,7 +95,9 @@ class ExportSample:
 
     @property
     def bits(self) -> int | None:
-        return self.meta.get("bits")
+        """Bits per sample of integer PCM audio (from the header); None for float or compressed formats."""
+        digits = "".join(c for c in self.subtype if c.isdigit())
+        return int(digits) if self.subtype.startswith("PCM") and digits else None
 
     def provenance(self) -> dict[str, Any]:
         """Index columns (all of them but the storage layout) plus the producing job, JSON-safe."""
@@ -216,6 +219,7 @@ class SampleSource:
             sample_rate=int(info.samplerate),
             num_samples=int(info.frames),
             channels=int(info.channels),
+            subtype=str(info.subtype),
         )
 
 
