@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,9 +31,14 @@ FORMATS = {
 }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    """A memory line of /proc/self/status in MB (VmRSS now, VmHWM peak). Not getrusage's ru_maxrss:
+    it keeps the forking parent's peak across exec, and the parent built the outputs."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def child(kind: str, output: str, to: str) -> None:
@@ -44,11 +48,11 @@ def child(kind: str, output: str, to: str) -> None:
     module, function, options_class, options = FORMATS[kind]
     run = getattr(importlib.import_module(module), function)
     opts = getattr(importlib.import_module("pipeline.export.options"), options_class)(**options)
-    after_import = _rss_mb()
+    after_import = _status_mb("VmRSS")
     started = time.perf_counter()
     result = run(output, to, opts, progress=False)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     size = sum(p.stat().st_size for p in Path(to).rglob("*") if p.is_file()) / 2**20
     print(json.dumps({"samples": result.samples, "seconds": seconds, "after_import_mb": after_import, "peak_mb": peak, "written_mb": size}))
 

@@ -9,5 +9,7 @@ One module per format, each with one library function a thin CLI command calls:
 
 Shared rooms: `samples` reads an output's committed samples as one stream (memory bounded by one
 index part and one sample), `commit` writes a destination folder only by rename, `options`
-holds every export's defaults, `provenance` is what each sample carries into custom fields.
+holds every export's defaults, `run` frames one export (progress, checks, result), `errors` has
+the one error class, `lhotse_cuts` builds the lhotse objects both lhotse exports write, and
+`testing` writes job outputs through the real sink (no Ray) for tests and benchmarks.
 """

@@ -5,13 +5,15 @@ Every file is first written complete under its final name inside a staging folde
 half-written file. gzip headers are stamped with mtime 0 (RFC 1952: "no time stamp") and the
 staging folder keeps final names, so compressed files are the same bytes on every run.
 
-A run starts by removing staging folders of killed runs; it ends by removing files of an earlier
-export that this run did not write again (a re-run with fewer shards) and committing
-``export.json`` last, which lists every file of the export (in DIR, or for Shar, whose reader
-takes every file of DIR as a field, in the hidden sidecar folder ``.<DIR name>.export`` beside
-it, with the lock and the staging folder). A re-run of a killed export rewrites
-the same bytes under the same names; ``export.json`` exists only while the folder holds a complete
-export. One run at a time per folder (a lock file).
+A run starts by removing staging folders of killed runs and the previous ``export.json``; it ends
+by removing files of an earlier export that this run did not write again (a re-run with fewer
+shards) and committing ``export.json`` last, listing every file: ``export.json`` exists only while
+the folder holds a complete export. A re-run of a killed export rewrites the same bytes under the
+same names. One run at a time per folder (a lock file).
+
+The lock, the staging folder and ``export.json`` live in DIR, except for Shar, whose reader takes
+every file of DIR as a field: there they live in the hidden sidecar folder ``.<DIR name>.export``
+beside DIR.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.export.samples import ExportError
+from pipeline.export.errors import ExportError
 
 STAGING_PREFIX = ".tmp-"
 LOCK_NAME = ".export.lock"
@@ -77,8 +79,11 @@ class ExportDir:
                 f"{self.path} holds a {previous.get('format')!r} export; write the {self.kind!r} export to another folder"
             )
         self.report_path.unlink(missing_ok=True)  # present again only once this run completes
-        for leftover in self.state.glob(f"{STAGING_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for leftover in self.state.glob(f"{STAGING_PREFIX}*"):  # staging of killed runs
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         self._staging = self.state / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         self._staging.mkdir()
         return self

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.export.commit import ExportDir
+from pipeline.export.errors import ExportError
 from pipeline.export.options import NemoOptions
 from pipeline.export.run import ExportResult, ExportRun
-from pipeline.export.samples import ExportError, ExportSample, json_safe
+from pipeline.export.samples import ExportSample, json_safe
 from pipeline.sink import FIXED_MTIME
 
 AUDIO_DIR = "audio"

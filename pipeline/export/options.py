@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pipeline.export.samples import ExportError
+from pipeline.export.errors import ExportError
 
 
 @dataclass(frozen=True)

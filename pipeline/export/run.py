@@ -16,8 +16,9 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.export.commit import ExportDir
+from pipeline.export.errors import ExportError
 from pipeline.export.options import ExportOptions
-from pipeline.export.samples import ExportError, ExportSample, SampleSource
+from pipeline.export.samples import ExportSample, SampleSource
 from pipeline.summary import versions
 
 

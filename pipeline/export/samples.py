@@ -27,15 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from pipeline.export.errors import ExportError
 from pipeline.output import INDEX, SCHEMA_VERSION, OutputDir
 from pipeline.shard_reader import split_member
 
 LAYOUT_COLUMNS = ("key", "shard", "row")  # where a sample is stored, not what it is
 GATE_COLUMN = "gates_passed"
-
-
-class ExportError(ValueError):
-    """The output cannot be exported as asked; the message says what was found and what to do."""
 
 
 def passes_gates(row: dict[str, Any]) -> bool:

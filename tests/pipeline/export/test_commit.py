@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.export.commit import ExportDir
+from pipeline.export.errors import ExportError
 from pipeline.export.huggingface import export_huggingface
 from pipeline.export.lhotse_manifest import export_lhotse_manifest
 from pipeline.export.nemo import export_nemo
 from pipeline.export.options import HuggingFaceOptions, LhotseManifestOptions, NemoOptions, SharOptions
-from pipeline.export.samples import ExportError
 from pipeline.export.shar import export_shar
 from pipeline.export.testing import synthetic_output
 from tests.conftest import REPO_ROOT

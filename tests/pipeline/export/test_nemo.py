@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
+from pipeline.export.errors import ExportError
 from pipeline.export.nemo import export_nemo
 from pipeline.export.options import NemoOptions
-from pipeline.export.samples import ExportError
 from tests.pipeline.export.conftest import stored_samples
 
 NEMO_SHARD = re.compile(r"audio[^/]*_(\d+)[^/]*\.tar")  # how NeMo's tarred loader finds a tar's shard id

@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from pipeline.export.samples import ExportError, SampleSource
+from pipeline.export.errors import ExportError
+from pipeline.export.samples import SampleSource
 from pipeline.output import INDEX, OutputDir
 from tests.pipeline.export.conftest import stored_samples
 
