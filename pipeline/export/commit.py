@@ -58,8 +58,10 @@ class ExportDir:
         # where the lock, the staging folder and export.json live: DIR itself, or beside it for
         # formats whose readers take every file of DIR as data (Shar)
         self.state = self.path.parent / f".{self.path.name}.export" if sidecar else self.path
-        self.committed: list[str] = []
+        self.committed: list[str] = []  # listed files (manifests, shards): a few per shard
+        self.bulk_files = 0  # per-sample files (audio/), counted, not listed: memory stays flat
         self._staging: Path | None = None
+        self._started_ns = 0
         self._lock_handle: Any = None
 
     @property
@@ -86,6 +88,7 @@ class ExportDir:
                 leftover.unlink(missing_ok=True)
         self._staging = self.state / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         self._staging.mkdir()
+        self._started_ns = self._staging.stat().st_mtime_ns  # the filesystem's clock, as files' mtimes
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,14 +128,21 @@ class ExportDir:
         """Where `name` lives once committed."""
         return self.path / name
 
-    def commit(self, name: str) -> Path:
-        """Rename the staged `name` into place; returns its final path."""
+    def commit(self, name: str, *, listed: bool = True) -> Path:
+        """Rename the staged `name` into place; returns its final path.
+
+        listed=False for per-sample files (one per sample, millions in a corpus): they are counted,
+        and files of an earlier run in their folder are found by age in `finish`, not by a list.
+        """
         staged, final = self.staging / name, self.path / name
         if name.endswith(".gz"):
             zero_gzip_mtime(staged)
         final.parent.mkdir(parents=True, exist_ok=True)
         _rename(staged, final)
-        self.committed.append(name)
+        if listed:
+            self.committed.append(name)
+        else:
+            self.bulk_files += 1
         return final
 
     def read_report(self) -> dict[str, Any] | None:
@@ -143,16 +153,23 @@ class ExportDir:
         except ValueError:
             return None
 
-    def finish(self, report: dict[str, Any], patterns: tuple[str, ...]) -> None:
-        """Remove files matching `patterns` that this run did not write, then commit the report."""
+    def finish(self, report: dict[str, Any], patterns: tuple[str, ...], bulk_dirs: tuple[str, ...] = ()) -> None:
+        """Remove what an earlier export left and this run did not write, then commit the report.
+
+        patterns: top-level names of listed files (``cuts.*.jsonl.gz``); bulk_dirs: folders of
+        unlisted per-sample files, where a file older than this run was not written again.
+        """
         written = set(self.committed)
-        for path in sorted(self.path.rglob("*")):
-            name = path.relative_to(self.path).as_posix()
-            if name.startswith(STAGING_PREFIX):
-                continue
-            if path.is_file() and name not in written and any(fnmatch.fnmatch(name, p) for p in patterns):
-                path.unlink()
-        record = {"format": self.kind, "export_schema_version": EXPORT_SCHEMA_VERSION, **report, "files": sorted(written)}
+        for entry in os.scandir(self.path):
+            if entry.is_file() and entry.name not in written and any(fnmatch.fnmatch(entry.name, p) for p in patterns):
+                os.unlink(entry.path)
+        for folder in bulk_dirs:
+            if (self.path / folder).is_dir():
+                for entry in os.scandir(self.path / folder):
+                    if entry.is_file() and entry.stat().st_mtime_ns < self._started_ns:
+                        os.unlink(entry.path)
+        files = sorted(written) + [f"{folder}/" for folder in bulk_dirs]
+        record = {"format": self.kind, "export_schema_version": EXPORT_SCHEMA_VERSION, **report, "files": files, "bulk_files": self.bulk_files}
         staged = self.staged(REPORT_NAME)
         staged.write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
         _rename(staged, self.report_path)

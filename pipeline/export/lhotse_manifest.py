@@ -26,7 +26,7 @@ from pipeline.export.run import ExportResult, ExportRun
 
 AUDIO_DIR = "audio"
 MANIFESTS = {"recordings": "recordings.jsonl.gz", "supervisions": "supervisions.jsonl.gz", "cuts": "cuts.jsonl.gz"}
-PATTERNS = (f"{AUDIO_DIR}/*", *MANIFESTS.values())
+PATTERNS = tuple(MANIFESTS.values())
 
 
 def export_lhotse_manifest(
@@ -44,7 +44,7 @@ def export_lhotse_manifest(
             for sample in run.samples():
                 name = f"{AUDIO_DIR}/{sample.member_name}"
                 target.staged(name).write_bytes(sample.audio)
-                path = target.commit(name)
+                path = target.commit(name, listed=False)
                 cut = sample_cut(sample, AudioSource(type="file", channels=list(range(sample.channels)), source=str(path)))
                 recordings.write(cut.recording)
                 supervisions.write(cut.supervisions[0])
@@ -54,7 +54,8 @@ def export_lhotse_manifest(
         details = {
             "manifests": dict(MANIFESTS),
             "audio_dir": AUDIO_DIR,
+            "audio_files": target.bulk_files,
             "lhotse": lhotse.__version__,
             "read_with": f"lhotse.CutSet.from_file({str(run.to / MANIFESTS['cuts'])!r})",
         }
-        return run.finish(details, PATTERNS)
+        return run.finish(details, PATTERNS, bulk_dirs=(AUDIO_DIR,))

@@ -79,11 +79,11 @@ def _plain(run: ExportRun) -> ExportResult:
         for sample in run.samples():
             name = f"{AUDIO_DIR}/{sample.member_name}"
             target.staged(name).write_bytes(sample.audio)
-            path = target.commit(name)
+            path = target.commit(name, listed=False)
             _write_line(manifest, manifest_line(sample, str(path)))
     target.commit(PLAIN_MANIFEST)
-    details = {"manifest_filepath": str(target.final(PLAIN_MANIFEST)), "audio_dir": AUDIO_DIR}
-    return run.finish(details, (f"{AUDIO_DIR}/*", PLAIN_MANIFEST))
+    details = {"manifest_filepath": str(target.final(PLAIN_MANIFEST)), "audio_dir": AUDIO_DIR, "audio_files": target.bulk_files}
+    return run.finish(details, (PLAIN_MANIFEST,), bulk_dirs=(AUDIO_DIR,))
 
 
 class _ShardTar:

@@ -93,8 +93,8 @@ class ExportRun:
             if self._bar is not None:
                 self._bar.update(1)
 
-    def finish(self, details: dict[str, Any], patterns: tuple[str, ...]) -> ExportResult:
-        """Commit ``export.json`` (removing stale files matching `patterns`) and return the result."""
+    def finish(self, details: dict[str, Any], patterns: tuple[str, ...], bulk_dirs: tuple[str, ...] = ()) -> ExportResult:
+        """Commit ``export.json`` (removing stale files, see `ExportDir.finish`) and return the result."""
         if self.exported != self.total:
             raise ExportError(f"{self.source.root} changed during the export ({self.exported} samples read, {self.total} expected); export again")
         record = {
@@ -107,7 +107,7 @@ class ExportRun:
             "details": details,
             "versions": versions(),
         }
-        self.target.finish(record, patterns)
+        self.target.finish(record, patterns, bulk_dirs)
         return ExportResult(
             format=self.kind,
             source=self.source.root,
@@ -115,7 +115,7 @@ class ExportRun:
             samples=self.exported,
             skipped_failed_gates=self.skipped,
             audio_seconds=self.audio_seconds,
-            files=sorted(self.target.committed),
+            files=sorted(self.target.committed) + [f"{folder}/" for folder in bulk_dirs],
             report=str(self.target.report_path),
             details=details,
             seconds=time.perf_counter() - self._started,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.export import commit
 from pipeline.export.commit import ExportDir
 from pipeline.export.errors import ExportError
 from pipeline.export.huggingface import export_huggingface
@@ -67,15 +68,19 @@ def kill_out(tmp_path_factory) -> Path:
 # the Lhotse manifest export commits like the NeMo plain one (audio files, then manifests) and costs
 # a second lhotse import in a child: slow suite only
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "lhotse" else k for k in FORMATS])
-def test_an_export_killed_mid_way_leaves_whole_files_and_its_rerun_writes_the_same_bytes(tmp_path, kill_out, kind):
+def test_an_export_killed_mid_way_leaves_whole_files_and_its_rerun_writes_the_same_bytes(tmp_path, kill_out, kind, monkeypatch):
     module, function, options_class, options = FORMATS[kind]
     run = getattr(__import__(module, fromlist=[function]), function)
     to = tmp_path / "export"
     folders = (to, tmp_path / ".export.export")  # the Shar report lives beside DIR
-    reference = run(kill_out, to, options_class(**options), progress=False)
+    renames = []
+    real = commit._rename
+    monkeypatch.setattr(commit, "_rename", lambda src, dst: (renames.append(dst), real(src, dst)))
+    run(kill_out, to, options_class(**options), progress=False)
+    monkeypatch.setattr(commit, "_rename", real)
     clean = _snapshot(*folders)
-    commits = len(reference.files)  # + export.json, renamed last
-    assert commits >= 6, reference.files
+    commits = len(renames)  # every file, export.json last
+    assert commits >= 6 and len(clean) == commits, renames
     shutil.rmtree(to)
     shutil.rmtree(folders[1], ignore_errors=True)
 
@@ -97,7 +102,7 @@ def test_an_export_killed_mid_way_leaves_whole_files_and_its_rerun_writes_the_sa
     assert not list(to.rglob(".tmp-*")) and not list(folders[1].glob(".tmp-*"))
 
 
-def test_a_rerun_with_fewer_shards_removes_the_stale_ones(tmp_path, kill_out):
+def test_a_rerun_that_writes_less_removes_what_the_earlier_export_left(tmp_path, kill_out):
     to = tmp_path / "nemo"
     export_nemo(kill_out, to, NemoOptions(tarred=True, num_shards=5), progress=False)
     result = export_nemo(kill_out, to, NemoOptions(tarred=True, num_shards=2), progress=False)
@@ -105,6 +110,12 @@ def test_a_rerun_with_fewer_shards_removes_the_stale_ones(tmp_path, kill_out):
     report = json.loads((to / "export.json").read_text())
     assert report["files"] == ["audio_0.tar", "audio_1.tar", "tarred_audio_manifest.json"] == result.files
     assert report["format"] == "nemo_tarred" and report["samples"] == result.samples == 29
+
+    plain = tmp_path / "plain"
+    assert export_nemo(kill_out, plain, NemoOptions(include_failed=True), progress=False).details["audio_files"] == 36
+    result = export_nemo(kill_out, plain, progress=False)  # per-sample files: unlisted, swept by age
+    keys = {json.loads(line)["audio_filepath"] for line in (plain / "manifest.json").read_text().splitlines()}
+    assert {str(p) for p in (plain / "audio").iterdir()} == keys and len(keys) == result.details["audio_files"] == 29
 
 
 def test_a_folder_holding_another_export_or_in_use_is_refused(tmp_path, kill_out):
