@@ -66,10 +66,9 @@ def sample_row(sample: ExportSample, extra_columns: list[str]) -> dict[str, Any]
         "speaker": sample.speaker,
         "language": sample.language,
     }
-    provenance = sample.provenance()
     for name in extra_columns:
         row[name] = sample.index.get(name)
-    row["job"] = provenance.get("job")
+    row["job"] = sample.meta.get("job")
     row["meta"] = sample.meta_json()
     return row
 
