@@ -54,11 +54,13 @@ def synthetic_output(
     extra_fields: Sequence[tuple[pa.Field, Any]] = (),
     bits: int = 16,
     max_shard_bytes: int = 1 << 30,
+    extra_members: dict[str, bytes] | None = None,
 ) -> Path:
     """An output of `samples` committed samples (+ `errors` error rows) in parts of `rows_per_part`.
 
     fail_gate_every: every n-th sample has ``gates_passed`` False (0: none). extra_fields: extra
-    index columns as (field, value or callable(n) -> value), e.g. a score column.
+    index columns as (field, value or callable(n) -> value), e.g. a score column. extra_members:
+    members every sample also has (an extract output's ``w2v.npy``, ``denoised.flac``, ...).
     """
     root = Path(root)
     out = OutputDir(str(root))
@@ -69,7 +71,9 @@ def synthetic_output(
     config = SinkConfig(str(root), run_id, job, index_schema(fields), max_shard_bytes, "test")
     items: list[Item] = []
     for n in range(samples):
-        items.append(_item(n, rate, seconds + 0.01 * (n % 10), fail_gate_every, extra_fields, bits))
+        item = _item(n, rate, seconds + 0.01 * (n % 10), fail_gate_every, extra_fields, bits)
+        item.members.update(extra_members or {})
+        items.append(item)
     for n in range(errors):
         item = Item(f"bad{n}", samples + n, {})
         item.error = ItemError("synthesis_input", "ValueError", f"[synthesis_input] synthetic failure {n}")

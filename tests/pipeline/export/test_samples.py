@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.export.errors import ExportError
 from pipeline.export.samples import SampleSource
+from pipeline.export.testing import synthetic_output, tone_flac
 from pipeline.output import INDEX, OutputDir
 from tests.pipeline.export.conftest import stored_samples
 
@@ -60,3 +61,13 @@ def test_a_shard_missing_a_sample_its_index_lists_is_an_error_naming_it(tmp_path
             tar.addfile(info, io.BytesIO(data))
     with pytest.raises(ExportError, match=f"lacks 1 sample.*{row['key']}"):
         list(SampleSource(damaged, include_failed=True))
+
+
+def test_another_audio_member_is_exported_and_other_members_are_skipped(tmp_path):
+    denoised = tone_flac(0.25, 16000, 440.0)
+    out = synthetic_output(tmp_path / "out", 4, fail_gate_every=0, errors=0, extra_members={"denoised.flac": denoised, "w2v.npy": b"\0" * 100_000})
+    samples = list(SampleSource(out, audio_member="denoised.flac"))
+    assert len(samples) == 4 and all(s.audio == denoised and s.member_name == f"{s.key}.flac" for s in samples)
+    assert all(s.num_samples == 4000 and s.bits == 16 for s in samples)
+    with pytest.raises(ExportError, match=r"no 'mel\.npy' member"):
+        list(SampleSource(out, audio_member="mel.npy"))
