@@ -14,6 +14,7 @@ Two prompt rules, both deterministic (seeded by sha256 of --seed, the row id and
   output folder's plan.parquet still matches on resume.
 - ``uniform-speaker``: variant k takes the k-th of a random order of the other speakers (each
   equally likely), then a random utterance of that speaker. O(K) per row.
+In both, variant k of a row does not depend on K (``__vc0`` of K=1 is ``__vc0`` of K=3).
 Variants cycle when there are fewer candidates (speakers) than K. A row without any candidate
 gets a null prompt, which the job records as an error row.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,15 +121,17 @@ def positions_of_ranks(ranks: np.ndarray, rank_offsets: np.ndarray) -> np.ndarra
     return ranks + np.searchsorted(rank_offsets, ranks, side="right")
 
 
-def sample_distinct(rng: np.random.Generator, n: int, m: int) -> list[int]:
-    """m distinct values of range(n) in uniformly random order (a partial Fisher-Yates, O(m))."""
+def distinct_draws(rng: np.random.Generator, n: int) -> Iterator[int]:
+    """Distinct values of range(n) in uniformly random order, one at a time (lazy Fisher-Yates).
+
+    Lazy so that a caller can interleave other draws: the k-th value never depends on how many
+    are taken after it.
+    """
     swapped: dict[int, int] = {}
-    out = []
-    for i in range(m):
+    for i in range(n):
         j = int(rng.integers(i, n))
-        out.append(swapped.get(j, j))
+        yield swapped.get(j, j)
         swapped[j] = swapped.get(i, i)
-    return out
 
 
 def skip_excluded(rank: int, excluded: list[int]) -> int:
@@ -167,10 +170,13 @@ def _uniform_speaker(pool: PromptPool, source_id: str, speaker: Any, mode: str, 
         return [None] * options.variants
     rng = np.random.default_rng(derive_seed(options.seed, source_id, mode, "uniform-speaker"))
     banned_sorted = sorted(banned)
-    chosen = [skip_excluded(rank, banned_sorted) for rank in sample_distinct(rng, allowed, min(options.variants, allowed))]
+    speakers = distinct_draws(rng, allowed)
+    chosen: list[int] = []
     picks = []
     for k in range(options.variants):
-        group = chosen[k % len(chosen)]
+        # speaker, then its utterance, variant by variant: variant k is the same for any K > k
+        group = skip_excluded(next(speakers), banned_sorted) if k < allowed else chosen[k % allowed]
+        chosen.append(group)
         members = trimmed.get(group, pool.groups[group])
         picks.append(int(members[int(rng.integers(members.shape[0]))]))
     return picks

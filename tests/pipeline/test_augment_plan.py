@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.augment import AugmentOptions, augment_plan, positions_of_ranks, prompt_speaker_histogram, sample_distinct
+from pipeline.augment import (
+    AugmentOptions,
+    augment_plan,
+    distinct_draws,
+    positions_of_ranks,
+    prompt_speaker_histogram,
+)
 from pipeline.stages.synthesis import derive_seed
 
 
@@ -146,13 +152,15 @@ def test_rank_addressing_matches_building_the_candidate_list() -> None:
         assert positions_of_ranks(ranks, excluded - np.arange(excluded.shape[0])).tolist() == allowed
 
 
-def test_sample_distinct_is_uniform_over_ordered_draws() -> None:
+def test_distinct_draws_are_uniform_over_ordered_draws() -> None:
     """Every value of range(n) is equally likely in every slot (partial Fisher-Yates, no bias)."""
     rng = np.random.default_rng(0)
     n, m, trials = 5, 3, 20000
     counts = np.zeros((m, n))
+    assert sorted(distinct_draws(rng, n)) == list(range(n))
     for _ in range(trials):
-        draw = sample_distinct(rng, n, m)
+        draws = distinct_draws(rng, n)
+        draw = [next(draws) for _ in range(m)]
         assert len(set(draw)) == m
         counts[np.arange(m), draw] += 1
     share = counts / trials
@@ -221,6 +229,15 @@ def test_uniform_speaker_skips_a_speaker_whose_only_prompt_is_the_row_itself() -
     plan = augment_plan(manifest, None, AugmentOptions(variants=6, prompt_sampling="uniform-speaker"), prompts, None)
     assert set(plan.column("speaker").to_pylist()) == {"z"}
     assert set(plan.column("prompt_id").to_pylist()) <= {"b", "c"}
+
+
+@pytest.mark.parametrize("rule", ["uniform-row", "uniform-speaker"])
+def test_a_variant_does_not_depend_on_how_many_are_asked(rule: str) -> None:
+    """Raising --variants adds rows and keeps the existing ones (variant 0 of K=1 is variant 0 of K=4)."""
+    manifest = random_manifest(np.random.default_rng(11), 30, 5)
+    one = augment_plan(manifest, None, AugmentOptions(variants=1, mode="both", seed=2, prompt_sampling=rule))
+    four = augment_plan(manifest, None, AugmentOptions(variants=4, mode="both", seed=2, prompt_sampling=rule)).to_pylist()
+    assert one.to_pylist() == [row for row in four if row["variant"] == 0]
 
 
 def test_options_are_checked() -> None:
