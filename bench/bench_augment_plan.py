@@ -16,6 +16,7 @@ table: rows, speakers, rule, implementation, wall seconds, microseconds per plan
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,10 +36,11 @@ def corpus(rows: int, speakers: int, seed: int = 0) -> pa.Table:
     return pa.table({"id": ids, "audio": [f"audio/{i}.flac" for i in ids], "text": ["some words"] * rows, "speaker": [f"spk{s:04d}" for s in speaker]})
 
 
-def timed(fn, *args) -> tuple[float, pa.Table]:
-    started = time.perf_counter()
+def timed(fn, *args) -> tuple[tuple[float, float], pa.Table]:
+    """(wall s, process CPU s) and the result."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = fn(*args)
-    return time.perf_counter() - started, result
+    return (time.perf_counter() - started, time.process_time() - cpu), result
 
 
 def main() -> None:
@@ -51,10 +53,16 @@ def main() -> None:
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench_plan_"))
-    lines = ["| rows | speakers | rule | code | wall s | us / plan row | note |", "|---:|---:|---|---|---:|---:|---|"]
+    lines = [
+        f"load average at start: {os.getloadavg()[0]:.2f} (wall depends on it; CPU s less so)",
+        "",
+        "| rows | speakers | rule | code | wall s | CPU s | CPU us / plan row | note |",
+        "|---:|---:|---|---|---:|---:|---:|---|",
+    ]
 
-    def report(rows: int, speakers: int, rule: str, code: str, seconds: float, plan_rows: int, note: str = "") -> None:
-        lines.append(f"| {rows:,} | {speakers:,} | {rule} | {code} | {seconds:.2f} | {seconds / plan_rows * 1e6:.1f} | {note} |")
+    def report(rows: int, speakers: int, rule: str, code: str, seconds: tuple[float, float], plan_rows: int, note: str = "") -> None:
+        wall, cpu = seconds
+        lines.append(f"| {rows:,} | {speakers:,} | {rule} | {code} | {wall:.2f} | {cpu:.2f} | {cpu / plan_rows * 1e6:.1f} | {note} |")
         print(lines[-1], flush=True)
 
     print("\n".join(lines), flush=True)
@@ -65,7 +73,7 @@ def main() -> None:
         report(rows, speakers, "uniform-row", "old", old_s, old.num_rows)
         new_s, new = timed(augment_plan, table, base, AugmentOptions())
         assert new.equals(old), "new uniform-row plan differs from the old one"
-        report(rows, speakers, "uniform-row", "new", new_s, new.num_rows, f"equal to old; {old_s / new_s:.1f}x faster")
+        report(rows, speakers, "uniform-row", "new", new_s, new.num_rows, f"equal to old; {old_s[1] / new_s[1]:.1f}x less CPU")
         spk_s, spk = timed(augment_plan, table, base, AugmentOptions(prompt_sampling="uniform-speaker"))
         report(rows, speakers, "uniform-speaker", "new", spk_s, spk.num_rows)
     for rows in args.sizes:
@@ -77,8 +85,9 @@ def main() -> None:
         sources = table.slice(0, count)
         # the slice's rows against the full pool: what each row of the full plan costs
         row_s, row_plan = timed(augment_plan, sources, base, AugmentOptions(), table, base)
-        note = "full plan" if count == rows else f"{count:,} sources x full pool; projected {row_s / count * rows:,.0f} s for all rows"
+        note = "full plan" if count == rows else f"{count:,} sources x full pool; projected {row_s[1] / count * rows:,.0f} CPU s for all rows"
         report(rows, speakers, "uniform-row", "new", row_s, row_plan.num_rows, note)
+    lines.append(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     print("\n" + "\n".join(lines))
 
 
