@@ -2,7 +2,9 @@
 
 Microsoft's non-intrusive MOS predictor as the `speechmos` wheel ships it (its ONNX models are
 inside the wheel, MIT licence; no download). It judges 9.01 s windows with a 1 s hop and
-averages them; shorter clips are tiled to one window by speechmos. It runs on CPU: speechmos
+averages them; shorter clips are tiled by doubling until they fill one (a 3 s clip becomes 12 s,
+three windows). That overlap makes it the costly scorer (about 3 audio seconds per CPU-second,
+bench/bench_scorers.py): give it CPU actors. It runs on CPU: speechmos
 builds its ONNX Runtime sessions itself, with the CPU provider. Inputs are resampled to 16 kHz
 and clipped to [-1, 1] (speechmos refuses anything outside; resampling can overshoot a hair).
 """
@@ -14,6 +16,7 @@ import numpy as np
 from pipeline.scoring.base import ScoreInput, Scorer, at_rate, import_for, package_version
 
 RATE = 16000
+WINDOW_SAMPLES = int(9.01 * RATE)  # speechmos's window; it hops by 1 s
 
 
 class DnsmosScorer(Scorer):
@@ -37,7 +40,8 @@ class DnsmosScorer(Scorer):
 
         self._run = dnsmos.run
         # speechmos builds its sessions on first use: do it now, so setup() pays and fails, not a row
-        self._run(np.zeros(RATE, dtype=np.float32), RATE)
+        # (one 9.01 s window; a shorter clip is tiled by doubling, to up to three windows)
+        self._run(np.zeros(WINDOW_SAMPLES, dtype=np.float32), RATE)
 
     def _score(self, batch: list[ScoreInput]) -> list[dict[str, float]]:
         results = []
