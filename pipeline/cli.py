@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.errors import UserError
 from pipeline.job import DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROWS_PER_SHARD, RunOptions
 from pipeline.jobs_registry import JOB_COLUMNS
 
@@ -86,7 +87,17 @@ def _command_line() -> list[str]:
     return ["hsp", *sys.argv[1:]]
 
 
-@click.group()
+class _Hsp(click.Group):
+    """The root group: a `UserError` raised anywhere below is printed as its one line (click's "Error: ..."), exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Hsp)
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="hierspeech-pipeline", message="%(prog)s %(version)s")
 def main(verbose: int) -> None:
@@ -396,7 +407,11 @@ def _synthesize_config(mode, modes, kw):
     for path in [*(files.get(k) for k in ("speechsr24k", "speechsr48k") if files.get(k)), *kw.pop("speechsr")]:
         from hierspeech.speechsr import SpeechSRConfig
 
-        config = SpeechSRConfig.from_json(Path(path).with_name("config.json"))
+        config_path = Path(path).with_name("config.json")
+        try:
+            config = SpeechSRConfig.from_json(config_path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(f"--speechsr {path}: cannot read {config_path} ({type(exc).__name__}: {exc}); the official config.json must sit beside the checkpoint") from exc
         speechsr[config.sampling_rate] = str(Path(path).resolve())
     absolute = lambda p: str(Path(p).resolve()) if p else None  # noqa: E731
     return SynthesizeConfig(

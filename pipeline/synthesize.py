@@ -180,6 +180,21 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
 
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
+    from hierspeech.denoiser import Denoiser
+    from hierspeech.speechsr import SpeechSR
+    from hierspeech.synthesizer import Synthesizer
+    from hierspeech.ttv import TTV
+    from pipeline.model_checks import check_checkpoints
+
+    check_checkpoints(
+        "synthesize",
+        [
+            ("--synthesizer", Synthesizer, config.synthesizer),
+            ("--ttv", TTV, config.ttv if "tts" in config.modes else None),
+            ("--denoiser", Denoiser, config.denoiser),
+            *[("--speechsr", SpeechSR, path) for _, path in sorted(config.speechsr.items())],
+        ],
+    )
 
     models = ModelPaths(
         synthesizer=config.synthesizer, ttv=config.ttv, denoiser=config.denoiser, speechsr=dict(config.speechsr), w2v_model=config.w2v_model, w2v_layer=config.w2v_layer
