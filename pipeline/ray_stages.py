@@ -72,7 +72,16 @@ def _named(base: type, name: str) -> type:
     return type(safe, (base,), {})
 
 
-def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
+def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = True) -> ray.data.Dataset:
+    """`stage` as a Ray Data operator; `actor_restarts` False: a dead actor fails the job instead of restarting.
+
+    Ray Data passes every actor pool its DataContext and map function as object-store references
+    and asks for endless restarts; with both, Ray 2.60 logs an error line per driver ("has constructor
+    arguments in the object store and max_restarts > 0", ray-project/ray#57733) whatever our own
+    arguments are. On a local Ray no node can be lost without the driver, and restarting an actor
+    that crashed on a row retries that row forever, so local runs turn restarts off (a crash stops
+    the job; the re-run resumes it) and cluster runs keep them to survive losing a worker node.
+    """
     res = stage.resources
     if stage.input_rows_per_block:
         ds = ds.repartition(target_num_rows_per_block=stage.input_rows_per_block)  # streaming split
@@ -80,11 +89,13 @@ def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
     if res.memory:
         common["memory"] = res.memory
     if stage.stateful:
+        restarts = {} if actor_restarts else {"max_restarts": 0}
         return ds.map_batches(
             _named(_StageActor, stage.name),
             fn_constructor_args=(stage,),
             concurrency=res.actors,
             num_gpus=res.num_gpus or None,
+            **restarts,
             **common,
         )
     if res.num_gpus:

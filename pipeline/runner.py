@@ -213,7 +213,7 @@ def _execute(
     import ray
     import ray.data
 
-    from pipeline.ray_env import fit_stage_resources
+    from pipeline.ray_env import fit_stage_resources, joins_cluster
     from pipeline.ray_stages import apply_sink, apply_stage
 
     # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
@@ -242,7 +242,7 @@ def _execute(
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
     ds = ray.data.from_arrow(blocks)
     for stage in stages:
-        ds = apply_stage(ds, stage)
+        ds = apply_stage(ds, stage, actor_restarts=joins_cluster(options.address))
     from hierspeech import __version__
 
     sink = SinkConfig(

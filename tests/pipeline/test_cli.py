@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,10 @@ def test_hsp_console_script_subprocess(tmp_path, reference_dir):
     done = subprocess.run([*command, "demo", "-o", str(tmp_path / "demo")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "COMPLETE" in done.stderr
+    # a first run shows no error lines: neither Ray's C++ "E" lines (they may follow a progress bar's \r)
+    # nor Python ERROR logs
+    errors = re.findall(r"\[\d{4}-\d\d-\d\d [\d:,.]+ E \d+ \d+\][^\n]*|\bERROR\b[^\n]*|Traceback", done.stderr)
+    assert not errors, errors
     index = pq.read_table(tmp_path / "demo" / "prepared" / "index.parquet")
     assert index.num_rows == 7 and set(index.column("sample_rate").to_pylist()) == {16000}
     assert sorted(set(index.column("source_sample_rate").to_pylist())) == [8000, 22050, 44100]
