@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.errors import UserError
 from pipeline.job import DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROWS_PER_SHARD, RunOptions
 from pipeline.jobs_registry import JOB_COLUMNS
@@ -187,7 +189,7 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True, help="hidden_states index kept.")
 @click.option("--w2v-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage dtype of w2v.npy.")
 @click.option("--f0-max", type=float, default=None, help="YAAPT f0_max (default 400 Hz as extract_f0.py; upstream's VC inference uses 1100).")
-@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="fast", show_default=True, help="fast: our YAAPT (~11x, pYAAPT parity thresholds); amfm: amfm_decompy, the bit-exact reference.")
+@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default=DEFAULT_F0_BACKEND, show_default=True, help=F0_BACKEND_HELP)
 @click.option("--f0-failure", type=click.Choice(["error", "zeros"]), default="error", show_default=True, help="error: the row goes to the errors table; zeros: store zeros and flag f0.failed in the json and index.")
 @click.option("--language", default="en-us", show_default=True, help="espeak voice for rows without a 'language' value.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Longer texts (ids before blanks) are error rows.")
@@ -366,7 +368,7 @@ def synthesis_options(function):
         click.option("--speechsr", multiple=True, type=click.Path(exists=True, dir_okay=False), help="SpeechSR G_*.pth (24 or 48 kHz, config.json beside); repeatable."),
         click.option("--w2v-model", default=None, help="w2v hub id or folder (default facebook/mms-300m); VC rows."),
         click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True),
-        click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="amfm", show_default=True),
+        click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default=DEFAULT_F0_BACKEND, show_default=True, help=F0_BACKEND_HELP + " VC rows."),
         click.option("--noise-scale", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="VC rows: synthesizer noise scale."),
         click.option("--noise-scale-ttv", type=click.FloatRange(0, 10), default=0.333, show_default=True),
         click.option("--noise-scale-vc", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="TTS rows: synthesizer noise scale."),

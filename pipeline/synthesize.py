@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.job import Job
 from pipeline.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.stage import Resources, Stage
@@ -115,7 +116,7 @@ class SynthesizeConfig:
     speechsr: dict[int, str] = field(default_factory=dict)
     w2v_model: str = "facebook/mms-300m"
     w2v_layer: int = 7
-    f0_backend: str = "amfm"
+    f0_backend: str = DEFAULT_F0_BACKEND  # one rule for every command: see hierspeech.f0.DEFAULT_BACKEND
     denoise_chunk_seconds: float | None = 4.0
     defaults: SynthesisDefaults = field(default_factory=SynthesisDefaults)
     limits: InputLimits = field(default_factory=InputLimits)
