@@ -8,6 +8,7 @@ dashboard and progress output show `MapBatches(decode)`, not an anonymous wrappe
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pyarrow as pa
 import ray.data
@@ -90,14 +91,17 @@ def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = Tr
         common["memory"] = res.memory
     if stage.stateful:
         restarts = {} if actor_restarts else {"max_restarts": 0}
-        return ds.map_batches(
-            _named(_StageActor, stage.name),
-            fn_constructor_args=(stage,),
-            concurrency=res.actors,
-            num_gpus=res.num_gpus or None,
-            **restarts,
-            **common,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args for named ones, but has no named max_restarts yet
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
+            return ds.map_batches(
+                _named(_StageActor, stage.name),
+                fn_constructor_args=(stage,),
+                concurrency=res.actors,
+                num_gpus=res.num_gpus or None,
+                **restarts,
+                **common,
+            )
     if res.num_gpus:
         common["num_gpus"] = res.num_gpus
     return ds.map_batches(_named(_StageTask, stage.name)(stage), **common)
