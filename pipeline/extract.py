@@ -121,13 +121,19 @@ def extract_job(config: ExtractConfig) -> Job:
     """The extract job for `config` (stages are built on the driver once Ray is up).
 
     Raises:
-        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend.
+        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend;
+        CheckpointError: the denoiser checkpoint would not load.
     """
     wanted = set(config.features)
     if "f0" in wanted:
         check_f0_backend(config.f0_backend)
     if "w2v" in wanted:
         check_w2v_model(config.w2v_model, config.w2v_layer)
+    if "denoise" in wanted:
+        from hierspeech.denoiser import Denoiser
+        from pipeline.model_checks import check_checkpoints
+
+        check_checkpoints("extract", [("--denoiser-ckpt", Denoiser, config.denoiser_ckpt)])
 
     def build() -> list[Stage]:
         def cpu() -> Resources:  # one object per stage: `--stage-resources decode=...` changes decode only

@@ -60,3 +60,5 @@ class RunOptions:
     command: list[str] | None = None
     # per-stage overrides {stage name: {num_cpus|num_gpus|actors|memory: value}}, see pipeline.stage_resources
     stage_resources: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    # restart dead model actors: None = on a cluster or a GPU (pipeline.ray_stages.wants_actor_restarts)
+    actor_restarts: bool | None = None

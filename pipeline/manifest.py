@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.audio_source import file_problem
+from pipeline.errors import UserError
 from pipeline.keys import sample_key
 from pipeline.uri import is_uri, local_path, manifest_base, resolve
 
@@ -152,6 +153,29 @@ def plain_strings(table: pa.Table) -> pa.Table:
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
+class ManifestReadError(UserError, ValueError):
+    """The manifest file cannot be read as Parquet (e.g. a CSV file renamed to .parquet)."""
+
+
+def _looks_like(path: str | Path) -> str | None:
+    """What a local non-Parquet file seems to be, from its first bytes: 'CSV', 'JSON', 'text' or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    first = text.lstrip().split("\n", 1)[0]
+    if first.startswith(("{", "[")):
+        return "JSON"
+    if "," in first or "\t" in first:
+        return "CSV"
+    return "text" if text.strip() else None
+
+
 def read_manifest(path: str | Path) -> pa.Table:
     """Read a Parquet manifest (file, directory of parts, ``file://`` or remote URI); string-like columns as strings."""
     path = str(path)
@@ -161,7 +185,19 @@ def read_manifest(path: str | Path) -> pa.Table:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"manifest not found: {path}") from exc
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"cannot read manifest {path} as Parquet: {exc}") from exc
+        kind = None if is_uri(str(path)) or not os.path.isfile(path) else _looks_like(path)
+        if kind is not None:
+            convert = (
+                "convert it: python -c \"import pyarrow.csv as c, pyarrow.parquet as p; "
+                f"p.write_table(c.read_csv('{path}'), 'manifest.parquet')\", or "
+                if kind == "CSV" else ""
+            )
+            raise ManifestReadError(
+                f"manifest {path} is a {kind} file, not Parquet (whatever its name); "
+                f"{convert}build one with `hsp manifest build CORPUS -o manifest.parquet`"
+            ) from exc
+        reason = " ".join(str(exc).split())
+        raise ManifestReadError(f"cannot read manifest {path} as Parquet ({reason}); pass a Parquet file, a folder of Parquet parts or a URI") from exc
 
 
 def resolve_path(value: str, base_dir: str | Path | None) -> str:

@@ -103,7 +103,30 @@ def _named(base: type, name: str) -> type:
     return type(safe, (base,), {})
 
 
-def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
+def wants_actor_restarts(stage: Stage, address: str | None, forced: bool | None = None) -> bool:
+    """Restart dead actors on a cluster (node loss) or on a GPU (sticky CUDA errors); `forced` overrides.
+
+    A local CPU-only run has neither risk: a crashed actor then stops the job, which a re-run resumes,
+    and the first run of `hsp demo` shows no error line from Ray.
+    """
+    from pipeline.ray_env import joins_cluster
+
+    if forced is not None:
+        return forced
+    return joins_cluster(address) or stage.resources.num_gpus > 0
+
+
+def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = True) -> ray.data.Dataset:
+    """`stage` as a Ray Data operator; `actor_restarts` False: a dead actor fails the job instead of restarting.
+
+    Ray Data passes every actor pool its DataContext and map function as object-store references;
+    with restarts on, Ray 2.60 logs an error line per driver ("has constructor arguments in the
+    object store and max_restarts > 0", ray-project/ray#57733) whatever our own arguments are. The
+    runner asks for restarts only where they buy something (see `wants_actor_restarts`): on a
+    cluster, to survive losing a worker node, and on a GPU, to replace an actor whose CUDA context
+    a sticky error broke. Restarts retry a batch at most STICKY_RETRIES times, so a row that kills
+    its worker every time stops the job instead of looping; the re-run resumes it.
+    """
     res = stage.resources
     if stage.input_rows_per_block:
         ds = ds.repartition(target_num_rows_per_block=stage.input_rows_per_block)  # streaming split
@@ -111,15 +134,16 @@ def apply_stage(ds: ray.data.Dataset, stage: Stage) -> ray.data.Dataset:
     if res.memory:
         common["memory"] = res.memory
     if stage.stateful:
-        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for these two yet (due in 2.64)
+        restarts = {"max_restarts": ACTOR_RESTARTS, "max_task_retries": STICKY_RETRIES} if actor_restarts else {"max_restarts": 0}
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args for named ones, but has no named max_restarts yet (due in 2.64)
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
             return ds.map_batches(
                 _named(_StageActor, stage.name),
                 fn_constructor_args=(stage,),
                 concurrency=res.actors,
                 num_gpus=res.num_gpus or None,
-                max_restarts=ACTOR_RESTARTS,
-                max_task_retries=STICKY_RETRIES,
+                **restarts,
                 **common,
             )
     if res.num_gpus:  # CPU tasks keep Ray Data's unbounded retries (node loss); they hold no CUDA context

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
+from pipeline.errors import UserError
 from pipeline.item import Item, items_to_batch
 from pipeline.job import Job, RunOptions
 from pipeline.manifest import ManifestError, manifest_fingerprint, read_manifest, resolve_path, validate_table
@@ -101,6 +102,40 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(innermost).__name__}: {str(innermost).strip() or repr(exc)}"
 
 
+def _user_error_in(exc: BaseException) -> UserError | None:
+    """The `UserError` a Ray task raised (a full disk in a shard writer, ...), rebuilt from under Ray's wrappers.
+
+    Ray Data re-raises a task's exception as a `UserCodeException` that keeps only the remote
+    traceback's text, whose last line names the class and its one-line message; plain Ray tasks keep
+    the original as `cause`. Only our own (`pipeline.`) classes are rebuilt from text.
+    """
+    import importlib
+
+    import ray.exceptions
+
+    chain, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    for error in reversed(chain):
+        if isinstance(error, UserError) and not isinstance(error, ray.exceptions.RayError):
+            return error
+    lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
+    for match in reversed(lines):
+        module_name, _, class_name = match.group(1).rpartition(".")
+        if not module_name.startswith("pipeline."):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            return cls(match.group(2).strip())
+    return None
+
+
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
     import ray
@@ -144,6 +179,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             except (KeyboardInterrupt, ResourceError, StageResourcesError):
                 raise
             except Exception as exc:
+                if (user_error := _user_error_in(exc)) is not None:
+                    raise type(user_error)(f"[{job.name}] {user_error}") from exc  # one line, no traceback
                 raise JobFailedError(
                     f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
                     f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
@@ -202,9 +239,12 @@ def _execute(
     import ray.data
 
     from pipeline.ray_env import fit_stage_resources
-    from pipeline.ray_stages import apply_sink, apply_stage
+    from pipeline.ray_stages import apply_sink, apply_stage, wants_actor_restarts
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar and summary replace its chatter
+    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
+    # copy of a task's error; -v shows Ray Data's errors again.
+    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -227,7 +267,7 @@ def _execute(
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
     ds = ray.data.from_arrow(blocks)
     for stage in stages:
-        ds = apply_stage(ds, stage)
+        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
     from hierspeech import __version__
 
     sink = SinkConfig(

@@ -101,17 +101,18 @@ def _group_by_bytes(samples: list[tuple[str, Item, dict[str, bytes]]], max_bytes
 def _write_tar(out: OutputDir, name: str, group: list[tuple[str, Item, dict[str, bytes]]]) -> int:
     tmp = out.path(SHARDS, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
     written = 0
-    with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for key, _item, members in group:
-            for ext in sorted(members):
-                data = members[ext]
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                info.mtime = FIXED_MTIME
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
-                written += len(data)
-    out.fs.move(tmp, out.path(SHARDS, name))
+    with out.writing(out.path(SHARDS, name), tmp=tmp):
+        with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for key, _item, members in group:
+                for ext in sorted(members):
+                    data = members[ext]
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    info.mtime = FIXED_MTIME
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+                    written += len(data)
+        out.fs.move(tmp, out.path(SHARDS, name))
     return written
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.job import Job
 from pipeline.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.stage import Resources, Stage
@@ -118,7 +119,7 @@ class SynthesizeConfig:
     speechsr: dict[int, str] = field(default_factory=dict)
     w2v_model: str = "facebook/mms-300m"
     w2v_layer: int = 7
-    f0_backend: str = "amfm"
+    f0_backend: str = DEFAULT_F0_BACKEND  # one rule for every command: see hierspeech.f0.DEFAULT_BACKEND
     denoise_chunk_seconds: float | None = 4.0
     defaults: SynthesisDefaults = field(default_factory=SynthesisDefaults)
     limits: InputLimits = field(default_factory=InputLimits)
@@ -188,6 +189,21 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
 
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
+    from hierspeech.denoiser import Denoiser
+    from hierspeech.speechsr import SpeechSR
+    from hierspeech.synthesizer import Synthesizer
+    from hierspeech.ttv import TTV
+    from pipeline.model_checks import check_checkpoints
+
+    check_checkpoints(
+        "synthesize",
+        [
+            ("--synthesizer", Synthesizer, config.synthesizer),
+            ("--ttv", TTV, config.ttv if "tts" in config.modes else None),
+            ("--denoiser", Denoiser, config.denoiser),
+            *[("--speechsr", SpeechSR, path) for _, path in sorted(config.speechsr.items())],
+        ],
+    )
 
     models = ModelPaths(
         synthesizer=config.synthesizer, ttv=config.ttv, denoiser=config.denoiser, speechsr=dict(config.speechsr), w2v_model=config.w2v_model, w2v_layer=config.w2v_layer

@@ -38,11 +38,15 @@ class PlacementProbeStage(Stage):
 
 
 class SlowProbeStage(PlacementProbeStage):
-    """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job."""
+    """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job.
 
-    def __init__(self, resources: Resources | None = None, delay: float = 0.0):
+    `batch_size` 1 with one actor makes rows reach the shard writer one by one (parts commit in turn).
+    """
+
+    def __init__(self, resources: Resources | None = None, delay: float = 0.0, batch_size: int = 4):
         super().__init__(resources)
         self.delay = delay
+        self.batch_size = batch_size
 
     def process_item(self, item: Item) -> None:
         if self.delay:
@@ -50,7 +54,7 @@ class SlowProbeStage(PlacementProbeStage):
         super().process_item(item)
 
 
-def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job:
+def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_size: int = 4) -> Job:
     """`prepare` (decode + FLAC) plus a GPU stage that records its placement in each sample's json.
 
     A small real job for checking a cluster: GPU samples must show a GPU node's ip and GPU ids.
@@ -58,7 +62,7 @@ def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job
     base = prepare_job(16000)
 
     def build() -> list[Stage]:
-        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay)
+        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay, batch_size=batch_size)
         return [*base.build_stages(), probe]
 
     return Job(

@@ -332,6 +332,10 @@ def upsample_job(
     if config_rate != int(sample_rate):
         raise WeightsError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
                            "pass the matching --checkpoint or --sr")
+    from hierspeech.speechsr import SpeechSR
+    from pipeline.model_checks import check_checkpoints
+
+    check_checkpoints("upsample", [("--checkpoint" if checkpoint else "SpeechSR", SpeechSR, str(path))])
     sha = sha256_file(path)
     model_record = {"name": "SpeechSR", "variant": variant, "checkpoint": str(path), "checkpoint_sha256": sha,
                     "config": str(path.with_name("config.json"))}

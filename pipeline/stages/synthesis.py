@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.item import Item
 from pipeline.stage import Resources, Stage
 
@@ -174,7 +175,7 @@ class VcF0Stage(Stage):
     batch_size = 1
     input_rows_per_block = 1
 
-    def __init__(self, *, backend: str = "amfm", resources: Resources | None = None):
+    def __init__(self, *, backend: str = DEFAULT_F0_BACKEND, resources: Resources | None = None):
         super().__init__(resources)
         self.backend = backend
 

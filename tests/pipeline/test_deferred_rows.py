@@ -105,7 +105,7 @@ def test_a_job_defers_rows_out_of_memory_alone_restarts_on_sticky_errors_and_the
 
     job = Job(name="probes", build_stages=build, index_fields=base.index_fields, output_options={"probes": True})
     out = tmp_path / "out"
-    options = RunOptions(rows_per_shard=7, progress=False)
+    options = RunOptions(rows_per_shard=7, progress=False, actor_restarts=True)  # restarts as on a GPU or a cluster
 
     first = run_job(job, EXAMPLES, out, options)
     assert (first["complete"], first["samples_out"], first["errors"], first["rows_missing"]) == (False, 6, 0, 1)

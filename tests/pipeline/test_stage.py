@@ -173,3 +173,27 @@ def test_actor_pools_are_restarted_and_their_batches_retried() -> None:
     assert "max_retries" not in cpu_task.kwargs  # Ray Data's own (unbounded) retries for CPU tasks
     ray_stages.apply_stage(gpu_task, Task(Resources(num_gpus=0.5)))
     assert gpu_task.kwargs["max_retries"] == ray_stages.STICKY_RETRIES
+
+
+def test_actor_restarts_where_they_buy_something() -> None:
+    """Restarts on a cluster (node loss) or a GPU (sticky CUDA errors); a local CPU run has neither and
+    turns them off (no Ray error line in `hsp demo`); an explicit choice wins."""
+    from pipeline import ray_stages
+
+    cpu, gpu = BatchStage(), BatchStage(Resources(num_gpus=0.5))
+    assert not ray_stages.wants_actor_restarts(cpu, None)
+    assert ray_stages.wants_actor_restarts(gpu, None)
+    assert ray_stages.wants_actor_restarts(cpu, "10.0.0.1:6379")
+    assert ray_stages.wants_actor_restarts(cpu, None, forced=True)
+    assert not ray_stages.wants_actor_restarts(gpu, None, forced=False)
+
+    class Recorder:
+        kwargs: dict = {}
+
+        def map_batches(self, fn, **kwargs):
+            self.kwargs = kwargs
+            return self
+
+    local = Recorder()
+    ray_stages.apply_stage(local, cpu, actor_restarts=False)
+    assert local.kwargs["max_restarts"] == 0 and "max_task_retries" not in local.kwargs
