@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
+from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
 from pipeline.job import Job
 from pipeline.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.stage import Resources, Stage

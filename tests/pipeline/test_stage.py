@@ -188,7 +188,8 @@ def test_actor_restarts_where_they_buy_something() -> None:
     assert not ray_stages.wants_actor_restarts(gpu, None, forced=False)
 
     class Recorder:
-        kwargs: dict = {}
+        def __init__(self) -> None:
+            self.kwargs: dict = {}
 
         def map_batches(self, fn, **kwargs):
             self.kwargs = kwargs
