@@ -173,12 +173,13 @@ def prepare(manifest_path: str, output: str, sample_rate: int, channel_policy: s
 @click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to sleep per item (fault tests).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Rows per probe call (1: parts commit one by one).")
+@click.option("--hold", default="", metavar="FILE", help="After its first row, each probe actor waits for FILE to exist before the next rows (fault tests).")
 @run_options
-def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: float, batch_size: int, **kwargs) -> None:
+def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: float, batch_size: int, hold: str, **kwargs) -> None:
     """Cluster check: prepare + a GPU stage that records where it ran (node ip, GPU ids) in each sample's json."""
     from pipeline.testing import probe_job
 
-    _run(probe_job(num_gpus=gpus, actors=actors, delay=delay, batch_size=batch_size), manifest_path, output, make_run_options(**kwargs))
+    _run(probe_job(num_gpus=gpus, actors=actors, delay=delay, batch_size=batch_size, hold=hold), manifest_path, output, make_run_options(**kwargs))
 
 
 @main.command()

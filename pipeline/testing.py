@@ -41,20 +41,34 @@ class SlowProbeStage(PlacementProbeStage):
     """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job.
 
     `batch_size` 1 with one actor makes rows reach the shard writer one by one (parts commit in turn).
+    `hold`: a file path; after its first row, an actor waits until that file exists (at most
+    HOLD_SECONDS) before each further row, so a test can act between two commits without racing.
     """
 
-    def __init__(self, resources: Resources | None = None, delay: float = 0.0, batch_size: int = 4):
+    HOLD_SECONDS = 120.0
+
+    def __init__(self, resources: Resources | None = None, delay: float = 0.0, batch_size: int = 4, hold: str = ""):
         super().__init__(resources)
         self.delay = delay
         self.batch_size = batch_size
+        self.hold = hold
+        self._rows_seen = 0
+        # Ray Data emits a task's output when the task ends: one row per block makes each row reach
+        # the shard writer as soon as it is done, not with the rest of its block
+        self.input_rows_per_block = 1 if batch_size == 1 else None
 
     def process_item(self, item: Item) -> None:
+        if self.hold and self._rows_seen:
+            deadline = time.time() + self.HOLD_SECONDS
+            while not os.path.exists(self.hold) and time.time() < deadline:
+                time.sleep(0.05)
+        self._rows_seen += 1
         if self.delay:
             time.sleep(self.delay)
         super().process_item(item)
 
 
-def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_size: int = 4) -> Job:
+def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_size: int = 4, hold: str = "") -> Job:
     """`prepare` (decode + FLAC) plus a GPU stage that records its placement in each sample's json.
 
     A small real job for checking a cluster: GPU samples must show a GPU node's ip and GPU ids.
@@ -62,7 +76,7 @@ def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_
     base = prepare_job(16000)
 
     def build() -> list[Stage]:
-        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay, batch_size=batch_size)
+        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay, batch_size=batch_size, hold=hold)
         return [*base.build_stages(), probe]
 
     return Job(

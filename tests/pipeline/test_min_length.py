@@ -57,7 +57,7 @@ def test_f0_w2v_denoise_and_speechsr_take_a_single_sample(reference_dir):
     stage = ModelFeaturesStage(w2v=None)
     stage._denoiser, stage._denoise_meta = tiny_denoiser(), {}
     item = Item(id="x", row=0, fields={}, data={"audio": one})
-    stage._denoise(item)
+    stage._denoise([item])  # the denoiser runs batches
     assert item.meta["denoised"]["num_samples"] == 1
     model = SpeechSR.from_pretrained(reference_dir / "weights" / "speechsr24k" / "G_340000.pth").fuse_weight_norm()
     out = upsample_batch(model, [torch.from_numpy(one)])[0]

@@ -121,8 +121,11 @@ def test_disk_full_midway_keeps_committed_parts_and_resumes(tmp_path: Path, tmpf
     manifest = _noise_corpus(tmp_path / "corpus", 4)
     disk = tmpfs("disk", "2m")
     out = disk / "out"
-    # one slow actor: parts commit one by one, so the disk can fill between two of them
-    args = ["probe", str(manifest), "-o", str(out), "--gpus", "0", "--delay", "0.3", "--batch-size", "1", "--rows-per-shard", "1", "--block-rows", "1", "--no-progress"]
+    # one actor, one row per call: parts commit one by one, and after its first row the probe holds
+    # until the disk is full (no race with a fast machine or a slow one)
+    hold = tmp_path / "disk-is-full"
+    args = ["probe", str(manifest), "-o", str(out), "--gpus", "0", "--batch-size", "1", "--rows-per-shard", "1",
+            "--block-rows", "1", "--hold", str(hold), "--no-progress"]
     filled: list[Path] = []
 
     def fill_after_first_commit() -> None:
@@ -130,6 +133,7 @@ def test_disk_full_midway_keeps_committed_parts_and_resumes(tmp_path: Path, tmpf
         while time.time() < deadline and not list((out / "index.parquet").glob("part-*.parquet")):
             time.sleep(0.05)
         filled.append(fill(disk))
+        hold.touch()
 
     filler = threading.Thread(target=fill_after_first_commit, daemon=True)
     filler.start()

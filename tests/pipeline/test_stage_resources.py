@@ -10,13 +10,13 @@ from pipeline.stage_resources import apply_stage_resources
 
 
 def _jobs(tmp_path: Path):
+    from hierspeech.testing.tiny_synthesis import write_tiny_checkpoints
     from pipeline.extract import ExtractConfig, extract_job
     from pipeline.synthesize import SynthesizeConfig, synthesize_job
 
-    for name in ("synth.pth", "ttv.pth", "denoiser"):
-        (tmp_path / name).write_bytes(b"only hashed when the job is built")
+    paths = write_tiny_checkpoints(tmp_path / "models")  # the job checks its checkpoints when it is built
     yield "extract", extract_job(ExtractConfig(features=("f0", "tokens", "mel"), cpus_per_task=2.0))
-    tts = SynthesizeConfig(synthesizer=str(tmp_path / "synth.pth"), ttv=str(tmp_path / "ttv.pth"), denoiser=str(tmp_path / "denoiser"),
+    tts = SynthesizeConfig(synthesizer=paths["synthesizer"], ttv=paths["ttv"], denoiser=paths["denoiser"],
                            mode="tts", modes=("tts",), cpus_per_task=2.0)
     yield "synthesize_tts", synthesize_job(tts)
 
