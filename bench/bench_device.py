@@ -38,8 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.item import Item  # noqa: E402
-from pipeline.stage import Resources  # noqa: E402
+from pipeline.engine.item import Item  # noqa: E402
+from pipeline.engine.stage import Resources  # noqa: E402
 
 RATE = 16000
 
@@ -186,7 +186,7 @@ def vc_synthesis(args: argparse.Namespace) -> dict[str, Any]:
     from hierspeech.synthesizer import Synthesizer, SynthesizerConfig
     from hierspeech.testing.synthetic_weights import load_synthetic_weights
     from pipeline.stages.synthesis import ModelPaths, SynthesisModelStage
-    from pipeline.testing_stages import vc_item
+    from pipeline.testing.stages import vc_item
 
     stage = SynthesisModelStage(ModelPaths("synthetic"), modes=("vc",), max_batch_items=8, resources=resources(args.device))
     # what setup() loads from the checkpoints: release-size models, synthetic / random weights

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.item import Item
+from pipeline.engine.item import Item
 from pipeline.stages.synthesis import (
     GateLimits,
     InputLimits,

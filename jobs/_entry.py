@@ -110,7 +110,7 @@ def _option_argv(param: click.Option, key: str, value: Any) -> list[str]:
 
 def spec_to_argv(command: click.Command, spec: dict[str, Any], job: str, source: str = "job YAML") -> list[str]:
     """Turn a parsed job YAML into the argument list of `hsp <job>`; raises JobSpecError on bad keys."""
-    from pipeline.stage_resources import StageResourcesError, format_stage_resources
+    from pipeline.engine.stage_resources import StageResourcesError, format_stage_resources
 
     if not isinstance(spec, dict):
         raise JobSpecError(f"{source}: a job YAML is a mapping of keys to values, not {type(spec).__name__}")
@@ -159,7 +159,7 @@ def spec_to_argv(command: click.Command, spec: dict[str, Any], job: str, source:
 
 def load_spec(path: str) -> dict[str, Any]:
     """Read a job YAML from a local path or a URI pyarrow understands."""
-    from pipeline.audio import read_bytes
+    from pipeline.io.audio import read_bytes
 
     try:
         return yaml.safe_load(read_bytes(path)) or {}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio import is_uri
+from pipeline.io.audio import is_uri
 from pipeline.stages.synthesis import derive_seed
 
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
@@ -206,7 +206,7 @@ class PathResolver:
         return found
 
     def _resolve(self, path: str, base: Path) -> str:
-        from pipeline.manifest import resolve_path
+        from pipeline.io.manifest import resolve_path
 
         folder, name = os.path.split(path)
         if name in ("", ".", "..") or is_uri(path) or path.startswith("file://") or os.path.isabs(path):

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from pipeline.job import Job
-from pipeline.min_length import for_extract
-from pipeline.stage import Resources, Stage
+from pipeline.engine.job import Job
+from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
+from pipeline.stages.min_length import for_extract
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
 DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")
@@ -131,7 +131,7 @@ def extract_job(config: ExtractConfig) -> Job:
         check_w2v_model(config.w2v_model, config.w2v_layer)
     if "denoise" in wanted:
         from hierspeech.denoiser import Denoiser
-        from pipeline.model_checks import check_checkpoints
+        from pipeline.stages.model_checks import check_checkpoints
 
         check_checkpoints("extract", [("--denoiser-ckpt", Denoiser, config.denoiser_ckpt)])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.manifest import BASE_COLUMNS, Column
+from pipeline.io.manifest import BASE_COLUMNS, Column
 
 # Jobs add their own columns here (e.g. synthesize vc: target_audio, noise_scale, seed).
 JOB_COLUMNS: dict[str, tuple[Column, ...]] = {

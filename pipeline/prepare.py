@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.audio import ChannelPolicy
-from pipeline.job import Job
-from pipeline.stage import Resources
+from pipeline.engine.job import Job
+from pipeline.engine.stage import Resources
+from pipeline.io.audio import ChannelPolicy
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.encode import EncodeFlacStage
 

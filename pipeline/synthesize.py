@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
-from pipeline.job import Job
-from pipeline.manifest import Column, in_unit_interval, non_negative, positive
-from pipeline.stage import Resources, Stage
+from pipeline.engine.job import Job
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.stages.synthesis import (
     GateLimits,
     InputLimits,
@@ -179,7 +179,7 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
         raise ValueError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
     if config.defaults.output_sr != 16000 and config.defaults.output_sr not in config.speechsr:
         raise ValueError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
-    from pipeline.min_length import PROMPT
+    from pipeline.stages.min_length import PROMPT
 
     if config.limits.min_prompt_seconds < PROMPT.seconds:
         raise ValueError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
@@ -193,7 +193,7 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
     from hierspeech.speechsr import SpeechSR
     from hierspeech.synthesizer import Synthesizer
     from hierspeech.ttv import TTV
-    from pipeline.model_checks import check_checkpoints
+    from pipeline.stages.model_checks import check_checkpoints
 
     check_checkpoints(
         "synthesize",

@@ -15,15 +15,15 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio import ChannelPolicy, decode_audio
-from pipeline.item import Item
-from pipeline.job import Job
-from pipeline.manifest import Column
-from pipeline.output import STATE, OutputDir
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.job import Job
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.audio import ChannelPolicy, decode_audio
+from pipeline.io.manifest import Column
+from pipeline.io.output import STATE, OutputDir
+from pipeline.io.tar_source import build_tar_manifest, is_tar_input, sample_members
 from pipeline.stages.decode import PASSTHROUGH, TRUNCATED_FIELD, DecodeStage, truncation_record
 from pipeline.stages.encode import EncodeFlacStage
-from pipeline.tar_source import build_tar_manifest, is_tar_input, sample_members
 
 NormalizeMode = Literal["source", "peak", "none"]
 NORMALIZE_MODES: tuple[str, ...] = ("source", "peak", "none")
@@ -333,7 +333,7 @@ def upsample_job(
         raise WeightsError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
                            "pass the matching --checkpoint or --sr")
     from hierspeech.speechsr import SpeechSR
-    from pipeline.model_checks import check_checkpoints
+    from pipeline.stages.model_checks import check_checkpoints
 
     check_checkpoints("upsample", [("--checkpoint" if checkpoint else "SpeechSR", SpeechSR, str(path))])
     sha = sha256_file(path)
@@ -372,7 +372,7 @@ def input_manifest(spec: str, out_root: str) -> str:
     out = OutputDir(str(out_root))
     shards_dir = out.path("shards") + "/"
     if any(str(p).startswith(shards_dir) for p in table.column("audio").to_pylist()):
-        from pipeline.tar_source import TarSourceError
+        from pipeline.io.tar_source import TarSourceError
 
         raise TarSourceError(f"the input shards are inside the output folder {out_root}; write to another folder")
     out.ensure_layout()

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from pipeline.export.errors import ExportError
-from pipeline.output import INDEX, SCHEMA_VERSION, OutputDir
-from pipeline.shard_reader import split_member
+from pipeline.io.output import INDEX, SCHEMA_VERSION, OutputDir
+from pipeline.io.shards import split_member
 
 LAYOUT_COLUMNS = ("key", "shard", "row")  # where a sample is stored, not what it is
 GATE_COLUMN = "gates_passed"

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.inspect_output import inspect_output
-from pipeline.output import OutputDir
+from pipeline.io.output import OutputDir
 from pipeline.report import plots
 from pipeline.report.collect import count_parts, scan_errors, scan_index
+from pipeline.report.inspect import inspect_output
 from pipeline.report.samples import (
     AUDIO_EXTS,
     NPY_HEADER_BYTES,

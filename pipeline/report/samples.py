@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from pipeline.output import OutputDir
-from pipeline.shard_reader import read_samples, resolve_local
+from pipeline.io.output import OutputDir
+from pipeline.io.shards import read_samples, resolve_local
 
 AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "opus")
 NPY_HEADER_BYTES = 1024

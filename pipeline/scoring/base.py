@@ -167,7 +167,7 @@ def at_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """`wave` resampled to `target` Hz (the project's one resampler), unchanged when already there."""
     if rate == target:
         return wave
-    from pipeline.audio import resample
+    from pipeline.io.audio import resample
 
     return resample(wave, rate, target)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.audio import encode_flac
-from pipeline.item import Item
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.audio import encode_flac
 
 
 class EncodeFlacStage(Stage):

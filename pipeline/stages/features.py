@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from pipeline.item import Item
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.encode import EncodeFlacStage
 
 SAMPLE_RATE = 16000
@@ -320,7 +320,7 @@ class ModelFeaturesStage(Stage):
         import torch
 
         from hierspeech.denoiser import denoise
-        from pipeline.audio import encode_flac
+        from pipeline.io.audio import encode_flac
 
         started = time.perf_counter()
         lengths = [len(item.data["audio"]) for item in items]

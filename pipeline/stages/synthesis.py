@@ -23,8 +23,8 @@ import numpy as np
 import soundfile as sf
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from pipeline.item import Item
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
 
 SAMPLE_RATE = 16000
 PROMPT_PAD_MULTIPLE = 1600  # upstream pads prompts to a multiple of 1600 (denoiser hop 400 x mel hop 320)
@@ -94,7 +94,7 @@ class SynthesisInputStage(Stage):
         self.limits = limits
 
     def process_item(self, item: Item) -> None:
-        from pipeline.audio import decode_audio
+        from pipeline.io.audio import decode_audio
 
         mode = item.fields.get("mode") or self.default_mode
         if mode not in ("vc", "tts"):

@@ -1,4 +1,4 @@
-"""Every model stage on CUDA at batch 1 and 8 against its CPU result (`pipeline.tolerances.CUDA_VS_CPU`).
+"""Every model stage on CUDA at batch 1 and 8 against its CPU result (`pipeline.testing.tolerances.CUDA_VS_CPU`).
 
 The stages run directly (no Ray): w2v and the denoiser of `extract`, VC and TTS synthesis (with
 prompt denoising and SpeechSR-24k), and `upsample`'s SpeechSR-48k with the released weights. The
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.item import Item
-from pipeline.stage import Resources
-from pipeline.testing_stages import audio_item, tts_item, vc_item
-from pipeline.tolerances import CUDA_VS_CPU, max_abs_diff
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources
+from pipeline.testing.stages import audio_item, tts_item, vc_item
+from pipeline.testing.tolerances import CUDA_VS_CPU, max_abs_diff
 
 pytestmark = pytest.mark.gpu
 

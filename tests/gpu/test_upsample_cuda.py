@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tolerances import CUDA_VS_CPU, max_abs_diff
+from pipeline.testing.tolerances import CUDA_VS_CPU, max_abs_diff
 
 pytestmark = pytest.mark.gpu
 

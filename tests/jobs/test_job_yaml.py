@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from jobs._entry import JobSpecError, job_command, job_main, spec_to_argv
-from pipeline.stage import Resources, Stage
-from pipeline.stage_resources import StageResourcesError, apply_stage_resources, parse_stage_resources
+from pipeline.engine.stage import Resources, Stage
+from pipeline.engine.stage_resources import StageResourcesError, apply_stage_resources, parse_stage_resources
 from tests.conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "jobs" / "examples"

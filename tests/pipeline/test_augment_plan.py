@@ -26,7 +26,7 @@ from pipeline.stages.synthesis import derive_seed
 
 
 def legacy_augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOptions, prompts: pa.Table | None = None, prompts_dir: Path | None = None) -> pa.Table:
-    from pipeline.manifest import resolve_path
+    from pipeline.io.manifest import resolve_path
 
     modes = {"vc": ["vc"], "tts": ["tts"], "both": ["vc", "tts"]}[options.mode]
     rows = manifest.to_pylist()

@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
-from pipeline.job import RunOptions
-from pipeline.keys import sample_key
-from pipeline.manifest import ManifestError
-from pipeline.output import OutputConflictError
+from pipeline.engine.job import RunOptions
+from pipeline.engine.runner import run_job
+from pipeline.io.keys import sample_key
+from pipeline.io.manifest import ManifestError
+from pipeline.io.output import OutputConflictError
 from pipeline.prepare import prepare_job
-from pipeline.runner import run_job
 from tests.pipeline.conftest import write_manifest
 
 
@@ -106,9 +106,9 @@ def test_shards_split_by_bytes(tmp_path, mixed_corpus, ray_local):
 
 
 def test_a_stage_that_cannot_start_stops_the_job_with_a_clear_message(tmp_path, mixed_corpus, ray_local):
-    from pipeline.job import Job
-    from pipeline.runner import JobFailedError
-    from pipeline.stage import Resources, Stage
+    from pipeline.engine.job import Job
+    from pipeline.engine.runner import JobFailedError
+    from pipeline.engine.stage import Resources, Stage
 
     class BrokenModelStage(Stage):
         name = "broken_model"

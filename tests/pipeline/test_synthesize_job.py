@@ -20,7 +20,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.output import ERRORS, INDEX, OutputDir
+from pipeline.io.output import ERRORS, INDEX, OutputDir
 
 
 def voice(seconds: float, f0: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
@@ -107,7 +107,7 @@ def test_stage_batch_equals_single(kit) -> None:
     """Items processed together (padded batch of 3 TTS rows) equal their solo runs to 1 LSB; other seed, other audio."""
     import torch
 
-    from pipeline.item import Item
+    from pipeline.engine.item import Item
     from pipeline.stages.synthesis import (
         GateLimits,
         InputLimits,
@@ -244,7 +244,7 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
 
 def test_quality_gates_flag_or_drop() -> None:
     """Silence, NaN, clipping and duration flags; --drop-failed-gates turns them into QualityGate errors."""
-    from pipeline.item import Item
+    from pipeline.engine.item import Item
     from pipeline.stages.synthesis import GateLimits, SynthesisOutputStage
 
     def item(raw: np.ndarray, expected: float) -> Item:

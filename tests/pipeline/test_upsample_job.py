@@ -27,11 +27,10 @@ import soundfile as sf
 import webdataset as wds
 
 from hierspeech.weights import SPEECHSR_FILES
-from pipeline.audio import resample
-from pipeline.job import RunOptions
-from pipeline.prepare import prepare_job
-from pipeline.runner import run_job
-from pipeline.tar_source import (
+from pipeline.engine.job import RunOptions
+from pipeline.engine.runner import run_job
+from pipeline.io.audio import resample
+from pipeline.io.tar_source import (
     TarSourceError,
     build_tar_manifest,
     expand_tar_spec,
@@ -39,10 +38,17 @@ from pipeline.tar_source import (
     sample_members,
     scan_tar,
 )
+from pipeline.prepare import prepare_job
 from pipeline.upsample import SILENCE_PEAK, input_manifest, normalize_output, upsample_job
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import tone, write_manifest
-from tests.pipeline.test_kill_resume import _committed, _committed_shards, _env, _reap_later, _reap_orphans
+from tests.pipeline.engine.test_kill_resume import (
+    _committed,
+    _committed_shards,
+    _env,
+    _reap_later,
+    _reap_orphans,
+)
 
 __all__ = ["_reap_orphans"]  # the kill test's fixture that kills Ray processes a SIGKILLed driver leaves
 
