@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.io.audio import is_uri
-from pipeline.stages.synthesis import derive_seed
+from pipeline.stages.synthesis_params import derive_seed
 
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
 AUGMENT_MODES = {"vc": ("vc",), "tts": ("tts",), "both": ("vc", "tts")}

@@ -16,8 +16,11 @@ from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
-from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
+from pipeline.stages.f0_mel import F0MelStage
 from pipeline.stages.min_length import for_extract
+from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
+from pipeline.stages.stored_audio import StoredAudioStage
+from pipeline.stages.tokens import TokensStage
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
 DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")

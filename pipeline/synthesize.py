@@ -19,16 +19,11 @@ from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histog
 from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
-from pipeline.stages.synthesis import (
-    GateLimits,
-    InputLimits,
-    ModelPaths,
-    SynthesisDefaults,
-    SynthesisInputStage,
-    SynthesisModelStage,
-    SynthesisOutputStage,
-    VcF0Stage,
-)
+from pipeline.stages.synthesis_inputs import SynthesisInputStage
+from pipeline.stages.synthesis_model import SynthesisModelStage
+from pipeline.stages.synthesis_output import SynthesisOutputStage
+from pipeline.stages.synthesis_params import GateLimits, InputLimits, ModelPaths, SynthesisDefaults
+from pipeline.stages.vc_f0 import VcF0Stage
 
 __all__ = ["AugmentOptions", "SynthesizeConfig", "augment_plan", "load_models_file", "prompt_speaker_histogram", "synthesize_job"]
 

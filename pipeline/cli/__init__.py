@@ -399,7 +399,7 @@ def synthesis_options(function):
 
 
 def _synthesize_config(mode, modes, kw):
-    from pipeline.stages.synthesis import GateLimits, InputLimits, SynthesisDefaults
+    from pipeline.stages.synthesis_params import GateLimits, InputLimits, SynthesisDefaults
     from pipeline.synthesize import SynthesizeConfig, load_models_file
 
     files = load_models_file(kw.pop("models_file")) if kw.get("models_file") else {}

@@ -8,6 +8,7 @@ That avoids Arrow type unification across batches and keeps stage code plain Pyt
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,8 @@ class Item:
     `fields`: the manifest columns (paths already resolved); `data`: working values that are
     not written (decoded audio, ...); `members`: tar members to write, extension -> bytes;
     `meta`: the sample's json; `index`: job columns of the index row; `stage_metrics`: counters
-    of the batched calls this item led ({stage: {counter: n}}), summed by the sink.
+    of the batched calls this item led ({stage: {counter: n}}), summed by the sink; `timings`:
+    seconds per step (benchmarks read them; synthesis writes them to the sample's json).
     """
 
     id: str
@@ -49,6 +51,7 @@ class Item:
     index: dict[str, Any] = field(default_factory=dict)
     error: ItemError | None = None
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -63,6 +66,10 @@ class Item:
         """Add `n` to this item's `stage_metrics[stage][counter]`."""
         counters = self.stage_metrics.setdefault(stage, {})
         counters[counter] = counters.get(counter, 0) + n
+
+    def record_time(self, step: str, started: float) -> None:
+        """Record the seconds since `started` (a `time.perf_counter()` value) as `timings[step]`."""
+        self.timings[step] = time.perf_counter() - started
 
     def fail(self, stage: str, exc: BaseException | str, error: str | None = None) -> None:
         """Mark the item failed; later stages skip it and the sink writes an error row."""

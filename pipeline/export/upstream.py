@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.io.npy import read_npy
 from pipeline.io.output import INDEX, OutputDir
 
 NEEDED = ("w2v", "f0", "tokens")
@@ -66,10 +67,6 @@ def _iter_shard(out: OutputDir, shard: str) -> Iterator[tuple[str, dict[str, byt
             members[ext] = tar.extractfile(member).read()
     if key is not None:
         yield key, members
-
-
-def _npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _reject_reason(f0: np.ndarray, num_samples: int, phonemes: int, filters: UpstreamFilters) -> str | None:
@@ -143,15 +140,15 @@ def export_upstream(
             absent = [m for m in ("flac", "w2v.npy", "f0.npy", "tokens.npy") if m not in members]
             if absent:
                 raise ValueError(f"sample {row['id']!r} in {shard} lacks {absent}")
-            f0 = _npy(members["f0.npy"]).astype(np.float32)
-            tokens = _npy(members["tokens.npy"]).astype(np.int64)
+            f0 = read_npy(members["f0.npy"]).astype(np.float32)
+            tokens = read_npy(members["tokens.npy"]).astype(np.int64)
             ids = tokens[1::2] if add_blank else tokens
             audio, rate = sf.read(io.BytesIO(members["flac"]), dtype="int16")
             reason = _reject_reason(f0, audio.shape[0], ids.shape[0], filters)
             if reason is not None:
                 reasons[reason] += 1
                 continue
-            w2v = _npy(members["w2v.npy"]).astype(np.float32)
+            w2v = read_npy(members["w2v.npy"]).astype(np.float32)
             sf.write(dirs["16k"] / f"{key}.wav", audio, rate, subtype="PCM_16")
             torch.save(torch.from_numpy(np.ascontiguousarray(w2v))[None], dirs["w2v"] / f"{key}.pt")
             torch.save(torch.from_numpy(np.ascontiguousarray(f0))[None], dirs["f0"] / f"{key}.pt")

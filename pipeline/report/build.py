@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.io.npy import read_npy
 from pipeline.io.output import OutputDir
 from pipeline.report import plots
 from pipeline.report.collect import count_parts, scan_errors, scan_index
@@ -20,7 +21,6 @@ from pipeline.report.samples import (
     PROMPT_PATH_KEYS,
     SOURCE_PATH_KEYS,
     Clip,
-    load_npy,
     npy_shape,
     open_rows,
     output_clip,
@@ -178,7 +178,7 @@ def _feature_figures(opened, stats, assets: _Assets) -> list[Figure]:
     for o in opened:
         if "f0.npy" in o.members:
             try:
-                f0s.append((o.row["id"], np.asarray(load_npy(o.members["f0.npy"]), dtype=np.float32).reshape(-1)))
+                f0s.append((o.row["id"], np.asarray(read_npy(o.members["f0.npy"]), dtype=np.float32).reshape(-1)))
             except ValueError:
                 continue
     voiced = np.concatenate([f[f > 0] for _, f in f0s]) if f0s else np.zeros(0)

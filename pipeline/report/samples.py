@@ -82,10 +82,6 @@ def npy_shape(header: bytes) -> tuple[int, ...] | None:
         return None
 
 
-def load_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 def decode(data: bytes, ext: str, origin: str) -> Clip:
     """A playable clip from audio file bytes (FLAC as is; other formats re-encoded to FLAC)."""
     audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)

@@ -203,7 +203,7 @@ def test_export_upstream_layout_loads_as_upstream_does(extracted):
 
 def test_f0_failure_zeros_policy_flags_instead_of_failing():
     from pipeline.engine.item import Item
-    from pipeline.stages.features import F0MelStage
+    from pipeline.stages.f0_mel import F0MelStage
 
     stage = F0MelStage(f0_failure="zeros", mel=False)
     stage.setup()

@@ -108,16 +108,11 @@ def test_stage_batch_equals_single(kit) -> None:
     import torch
 
     from pipeline.engine.item import Item
-    from pipeline.stages.synthesis import (
-        GateLimits,
-        InputLimits,
-        ModelPaths,
-        SynthesisDefaults,
-        SynthesisInputStage,
-        SynthesisModelStage,
-        SynthesisOutputStage,
-        VcF0Stage,
-    )
+    from pipeline.stages.synthesis_inputs import SynthesisInputStage
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_output import SynthesisOutputStage
+    from pipeline.stages.synthesis_params import GateLimits, InputLimits, ModelPaths, SynthesisDefaults
+    from pipeline.stages.vc_f0 import VcF0Stage
 
     torch.set_num_threads(1)
     p, c = kit["paths"], kit["corpus"]
@@ -245,7 +240,8 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
 def test_quality_gates_flag_or_drop() -> None:
     """Silence, NaN, clipping and duration flags; --drop-failed-gates turns them into QualityGate errors."""
     from pipeline.engine.item import Item
-    from pipeline.stages.synthesis import GateLimits, SynthesisOutputStage
+    from pipeline.stages.synthesis_output import SynthesisOutputStage
+    from pipeline.stages.synthesis_params import GateLimits
 
     def item(raw: np.ndarray, expected: float) -> Item:
         params = {"scale_norm": "max", "seed": 1, "output_sr": 16000, "denoise_ratio": 0.0}

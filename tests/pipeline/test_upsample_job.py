@@ -39,7 +39,8 @@ from pipeline.io.tar_source import (
     scan_tar,
 )
 from pipeline.prepare import prepare_job
-from pipeline.upsample import SILENCE_PEAK, input_manifest, normalize_output, upsample_job
+from pipeline.stages.normalize import SILENCE_PEAK, normalize_output
+from pipeline.upsample import input_manifest, upsample_job
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import tone, write_manifest
 from tests.pipeline.engine.test_kill_resume import (

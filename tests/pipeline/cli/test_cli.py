@@ -84,7 +84,7 @@ def test_hsp_console_script_subprocess(tmp_path, reference_dir):
 def test_every_command_defaults_to_one_f0_backend_and_says_why():
     from hierspeech.f0 import DEFAULT_BACKEND
     from pipeline.extract import ExtractConfig
-    from pipeline.stages.synthesis import VcF0Stage
+    from pipeline.stages.vc_f0 import VcF0Stage
     from pipeline.synthesize import SynthesizeConfig
 
     synthesize = main.commands["synthesize"]

@@ -11,8 +11,9 @@ from pipeline.engine.item import Item
 from pipeline.extract import ExtractConfig, extract_job
 from pipeline.io.audio import AudioError
 from pipeline.stages.decode import DecodeStage
-from pipeline.stages.features import F0MelStage, ModelFeaturesStage
+from pipeline.stages.f0_mel import F0MelStage
 from pipeline.stages.min_length import EXTRACT_FEATURES, MEL, PROMPT, YAAPT_UNPADDED_MIN_SAMPLES, for_extract
+from pipeline.stages.model_features import ModelFeaturesStage
 from tests.pipeline.conftest import tone
 
 
@@ -91,7 +92,7 @@ def test_extract_refuses_a_10_ms_clip_at_decode_naming_the_feature_and_the_minim
 
 
 def test_synthesize_refuses_a_minimum_prompt_below_what_the_models_take():
-    from pipeline.stages.synthesis import InputLimits
+    from pipeline.stages.synthesis_params import InputLimits
     from pipeline.synthesize import SynthesizeConfig, synthesize_job
 
     config = SynthesizeConfig(synthesizer="s.pth", mode="tts", modes=("tts",), ttv="t.pth", limits=InputLimits(min_prompt_seconds=0.01))

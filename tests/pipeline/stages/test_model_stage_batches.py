@@ -67,7 +67,7 @@ def npy(item: Item, member: str) -> np.ndarray:
 
 
 def test_w2v_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.stages.features import ModelFeaturesStage, W2vOptions
+    from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
 
     stage = ModelFeaturesStage(w2v=W2vOptions(model=kit["w2v"], layer=1, dtype="float32", max_batch_size=4), resources=CPU)
     stage.setup()
@@ -81,7 +81,7 @@ def test_w2v_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch: pyte
 
 
 def test_denoised_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.stages.features import ModelFeaturesStage
+    from pipeline.stages.model_features import ModelFeaturesStage
 
     stage = ModelFeaturesStage(w2v=None, denoiser_ckpt=kit["denoiser"], denoise_batch_items=4, resources=CPU)
     stage.setup()
@@ -100,7 +100,8 @@ def test_denoised_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch:
 
 @pytest.fixture(scope="module")
 def synthesis_stage(kit):
-    from pipeline.stages.synthesis import ModelPaths, SynthesisModelStage
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_params import ModelPaths
 
     models = ModelPaths(kit["synthesizer"], kit["ttv"], kit["denoiser"], {24000: kit["speechsr24000"]}, kit["w2v"], 1)
     # several SpeechSR windows per call: 4096-sample windows, three per call
@@ -145,7 +146,7 @@ def test_tts_rows_of_a_failed_batch_equal_their_solo_runs(synthesis_stage, monke
 
 def test_speechsr_rows_of_a_failed_batch_equal_their_solo_runs(reference_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The released SpeechSR-48k, three 16384-sample windows per call; row 2's output is not finite."""
-    from pipeline.upsample import SpeechSRStage
+    from pipeline.stages.speechsr import SpeechSRStage
 
     stage = SpeechSRStage("48k", checkpoint=str(reference_dir / "weights/speechsr48k/G_100000.pth"), window=16384,
                           batch_seconds=3 * 16384 / 48000, resources=CPU)
@@ -168,7 +169,7 @@ def test_an_out_of_memory_first_call_is_retried_in_halves_after_emptying_the_cac
     """A real model stage whose first model call runs out of memory: two halves (no solo runs), the CUDA
     cache emptied once, every row done and equal to the run without the error."""
     import hierspeech.speechsr_batching as batching
-    from pipeline.upsample import SpeechSRStage
+    from pipeline.stages.speechsr import SpeechSRStage
 
     stage = SpeechSRStage("48k", checkpoint=str(reference_dir / "weights/speechsr48k/G_100000.pth"), resources=CPU)
     stage.setup()
