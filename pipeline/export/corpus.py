@@ -13,14 +13,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipeline.export.upstream import _iter_shard
+from pipeline.export.samples import passes_gates
 from pipeline.io.output import INDEX, OutputDir
+from pipeline.io.shards import iter_samples
 
 
 def _extract(output: str, audio_dir: Path, include_failed: bool) -> list[dict[str, Any]]:
     out = OutputDir(output)
     index = out.read_parts(INDEX).to_pylist()
-    rows = [r for r in index if include_failed or r.get("gates_passed") is not False]
+    rows = [r for r in index if include_failed or passes_gates(r)]
     by_shard: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         by_shard[row["shard"]][row["key"]] = row
@@ -28,7 +29,7 @@ def _extract(output: str, audio_dir: Path, include_failed: bool) -> list[dict[st
     exported = []
     for shard in sorted(by_shard):
         wanted = by_shard[shard]
-        for key, members in _iter_shard(out, shard):
+        for key, members in iter_samples(out.path(shard), fs=out.fs, keys=wanted):
             row = wanted.get(key)
             if row is None or "flac" not in members:
                 continue

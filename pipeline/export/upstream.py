@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import numpy as np
 
 from pipeline.io.npy import read_npy
 from pipeline.io.output import INDEX, OutputDir
+from pipeline.io.shards import iter_samples
 
 NEEDED = ("w2v", "f0", "tokens")
 LISTS = ("wav", "f0", "token", "w2v")
@@ -44,29 +43,6 @@ class UpstreamFilters:
     wav_max: int = 600
     text_min: int = 1
     text_max: int = 200
-
-
-def _split_member(name: str) -> tuple[str, str]:
-    base = name.rsplit("/", 1)[-1]
-    key, _, ext = base.partition(".")
-    return key, ext
-
-
-def _iter_shard(out: OutputDir, shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, members) of each sample of a shard, streaming (a sample's members are adjacent)."""
-    key, members = None, {}
-    with out.fs.open_input_stream(out.path(shard)) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            member_key, ext = _split_member(member.name)
-            if member_key != key:
-                if key is not None:
-                    yield key, members
-                key, members = member_key, {}
-            members[ext] = tar.extractfile(member).read()
-    if key is not None:
-        yield key, members
 
 
 def _reject_reason(f0: np.ndarray, num_samples: int, phonemes: int, filters: UpstreamFilters) -> str | None:
@@ -132,7 +108,7 @@ def export_upstream(
     for shard in sorted(by_shard):
         rows = {r["key"]: r for r in by_shard[shard]}
         seen: set[str] = set()
-        for key, members in _iter_shard(out, shard):
+        for key, members in iter_samples(out.path(shard), fs=out.fs):
             row = rows.get(key)
             if row is None:
                 continue

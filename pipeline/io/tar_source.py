@@ -7,8 +7,8 @@ work as for manifests: the same shards give the same manifest, and committed ids
 
 Ids: when a shard belongs to one of our own outputs (``OUT/shards/*.tar`` beside ``OUT/index.parquet``)
 the id comes from that index, and only committed shards are accepted; otherwise it is the ``id`` of the
-sample's json member when there is one, else the WebDataset key. Member names split as in WebDataset:
-the key is the name up to the first dot of its last path component, the extension is the rest.
+sample's json member when there is one, else the WebDataset key. Member names split by the one rule of
+`pipeline.io.shards.split_member`, which also scans the headers and reads members by offset.
 
 Input specs: a tar file, a directory (its committed shards if it is one of our outputs, else every
 ``*.tar`` below it), a glob, or a brace pattern (``shards/shard-{a,b}.tar``); several can be joined by
@@ -20,9 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,10 +28,15 @@ import pyarrow as pa
 from braceexpand import braceexpand
 
 from pipeline.io.output import INDEX, SHARDS, TMP_PREFIX, OutputDir
-from pipeline.io.uri import is_uri, local_path
-
-# Audio member extensions, in the order a sample's primary audio member is chosen.
-AUDIO_EXTENSIONS = ("flac", "wav", "mp3", "ogg", "opus")
+from pipeline.io.shards import (
+    ShardReadError,
+    TarSample,
+    open_shard,
+    read_member_bytes,
+    read_members,
+    scan_tar,
+)
+from pipeline.io.uri import is_uri
 
 TAR_MANIFEST_SCHEMA = pa.schema(
     [
@@ -50,77 +53,9 @@ class TarSourceError(ValueError):
     """The tar input cannot be used (nothing matches, unreadable tar, uncommitted shard...)."""
 
 
-@dataclass
-class TarSample:
-    """One sample of a shard: its key and where each member's bytes are (ext -> (offset, size))."""
-
-    shard: str
-    key: str
-    members: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    @property
-    def audio_member(self) -> str | None:
-        return next((ext for ext in AUDIO_EXTENSIONS if ext in self.members), None)
-
-
-def split_member_name(name: str) -> tuple[str, str] | None:
-    """``"dir/abc.seg.flac"`` -> ``("dir/abc", "seg.flac")``, as WebDataset splits names; None for no extension."""
-    head, _, base = name.rpartition("/")
-    if "." not in base or base.startswith("."):
-        return None
-    stem, ext = base.split(".", 1)
-    return (f"{head}/{stem}" if head else stem), ext
-
-
-# -- opening local paths and URIs ------------------------------------------------------------------
-def _open(path: str) -> BinaryIO:
-    if is_uri(path):
-        from pyarrow import fs as pafs
-
-        filesystem, inner = pafs.FileSystem.from_uri(path)
-        return filesystem.open_input_file(inner)
-    return open(local_path(path), "rb")
-
-
-def read_member_bytes(handle: BinaryIO, offset: int, size: int) -> bytes:
-    handle.seek(offset)
-    data = handle.read(size)
-    if len(data) != size:
-        raise TarSourceError(f"short read: {len(data)} of {size} bytes at offset {offset} (tar changed or truncated?)")
-    return data
-
-
-def read_members(tar_path: str, spans: dict[str, tuple[int, int]] | dict[str, list[int]]) -> dict[str, bytes]:
-    """Read members by offset from one tar: ext -> bytes (one open, one seek per member)."""
-    with _open(tar_path) as handle:
-        return {ext: read_member_bytes(handle, int(off), int(size)) for ext, (off, size) in spans.items()}
-
-
 def sample_members(fields: dict[str, Any]) -> dict[str, bytes]:
     """All members of the sample an internal-manifest row (`build_tar_manifest`) points at."""
     return read_members(fields["audio"], json.loads(fields["tar_members"]))
-
-
-# -- scanning ----------------------------------------------------------------------------------------
-def scan_tar(tar_path: str) -> list[TarSample]:
-    """Index a tar's samples from its headers (data is skipped, not read)."""
-    samples: dict[str, TarSample] = {}
-    try:
-        with _open(tar_path) as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                split = split_member_name(info.name)
-                if split is None:
-                    continue
-                key, ext = split
-                sample = samples.setdefault(key, TarSample(tar_path, key))
-                if ext in sample.members:
-                    raise TarSourceError(f"{tar_path}: member {info.name!r} appears twice")
-                sample.members[ext] = (info.offset_data, info.size)
-    except (tarfile.TarError, OSError) as exc:
-        raise TarSourceError(f"cannot read tar {tar_path}: {exc}") from exc
-    return list(samples.values())
 
 
 def _has_glob(spec: str) -> bool:
@@ -217,7 +152,7 @@ def _json_id(tar_path: str, sample: TarSample, handle: BinaryIO) -> str | None:
         return None
     try:
         meta = json.loads(read_member_bytes(handle, *span))
-    except (ValueError, TarSourceError):
+    except ValueError:  # not JSON, or a short read (ShardReadError)
         return None
     value = meta.get("id") if isinstance(meta, dict) else None
     return value if isinstance(value, str) and value else None
@@ -229,9 +164,12 @@ def build_tar_manifest(spec: str | Iterable[str]) -> pa.Table:
     own = _OwnIds()
     rows: dict[str, list[Any]] = {name: [] for name in TAR_MANIFEST_SCHEMA.names}
     for shard in shards:
-        samples = scan_tar(shard)
+        try:
+            samples = scan_tar(shard)
+        except ShardReadError as exc:
+            raise TarSourceError(str(exc)) from exc
         ids = own.for_shard(shard)
-        with _open(shard) as handle:
+        with open_shard(shard) as handle:
             for sample in samples:
                 sample_id = (ids or {}).get(sample.key) or _json_id(shard, sample, handle) or sample.key
                 rows["id"].append(sample_id)

@@ -84,3 +84,14 @@ def same_location(a: str, b: str) -> bool:
         strip = lambda v: v.split("://", 1)[-1].rstrip("/")  # noqa: E731
         return strip(a) == strip(b)
     return os.path.realpath(local_path(a)) == os.path.realpath(local_path(b))
+
+
+def resolve_local(path: str, *bases: Path) -> Path | None:
+    """An existing local file for `path` (absolute, or relative to the cwd or one of `bases`)."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for base in (Path.cwd(), *bases):
+        if (base / candidate).is_file():
+            return base / candidate
+    return None

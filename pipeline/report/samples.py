@@ -15,7 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.io.output import OutputDir
-from pipeline.io.shards import read_samples, resolve_local
+from pipeline.io.shards import read_samples
+from pipeline.io.uri import resolve_local
 
 AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "opus")
 NPY_HEADER_BYTES = 1024

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.io.output import ERRORS, INDEX, OutputDir
+from pipeline.testing.outputs import samples_by_id
 
 
 def voice(seconds: float, f0: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
@@ -56,17 +56,7 @@ def kit(tmp_path_factory) -> dict:
 
 
 def read_samples(out: Path) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    for shard in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, _, ext = member.name.partition(".")
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    by_id = {}
-    for members in samples.values():
-        meta = json.loads(members["json"])
-        by_id[meta["id"]] = {**members, "meta": meta}
-    return by_id
+    return {sample_id: {**members, "meta": json.loads(members["json"])} for sample_id, members in samples_by_id(out).items()}
 
 
 def invoke(args: list[str]):

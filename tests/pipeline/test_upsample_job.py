@@ -30,13 +30,13 @@ from hierspeech.weights import SPEECHSR_FILES
 from pipeline.engine.job import RunOptions
 from pipeline.engine.runner import run_job
 from pipeline.io.audio import resample
+from pipeline.io.shards import scan_tar
 from pipeline.io.tar_source import (
     TarSourceError,
     build_tar_manifest,
     expand_tar_spec,
     is_tar_input,
     sample_members,
-    scan_tar,
 )
 from pipeline.prepare import prepare_job
 from pipeline.stages.normalize import SILENCE_PEAK, normalize_output
