@@ -22,12 +22,14 @@ from typing import Any
 import click
 import yaml
 
+from pipeline.errors import ConfigError
+
 SECTIONS = ("inputs", "outputs", "models", "run")
 RESOURCES_KEY = "resources"
 JOB_KEY = "job"
 
 
-class JobSpecError(ValueError):
+class JobSpecError(ConfigError):
     """The job YAML does not fit the job's command (unknown/missing keys, bad values)."""
 
 
@@ -177,13 +179,18 @@ def run_job_yaml(job: str, path: str, *, check_only: bool = False) -> int:
         click.echo(f"Error: {exc}", err=True)
         return 2
     click.echo(f"[{job}] equivalent command: hsp {job} {shlex.join(argv)}", err=True)
+    obj = {"command": [*prog.split(), path]}
     try:
         # parsing runs every type check and callback: nothing has started when this fails
-        with command.make_context(prog, list(argv), obj={"command": [*prog.split(), path]}) as ctx:
-            if check_only:
-                click.echo(f"[{job}] {path} is valid", err=True)
-                return 0
-            command.invoke(ctx)
+        with command.make_context(prog, list(argv), obj=obj):
+            pass
+        if check_only:
+            click.echo(f"[{job}] {path} is valid", err=True)
+            return 0
+        from pipeline.cli import main as hsp
+
+        # through the root group, so errors are mapped exactly as for `hsp` itself
+        hsp.main(args=[job, *argv], prog_name=prog, obj=obj, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

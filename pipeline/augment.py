@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.io.audio import is_uri
+from pipeline.errors import ConfigError, InputError
+from pipeline.io.uri import is_uri
 from pipeline.stages.synthesis_params import derive_seed
 
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
@@ -56,11 +57,11 @@ class AugmentOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in AUGMENT_MODES:
-            raise ValueError(f"augment mode must be one of {sorted(AUGMENT_MODES)}, got {self.mode!r}")
+            raise ConfigError(f"augment mode must be one of {sorted(AUGMENT_MODES)}, got {self.mode!r}")
         if self.prompt_sampling not in PROMPT_SAMPLING:
-            raise ValueError(f"prompt sampling must be one of {', '.join(PROMPT_SAMPLING)}, got {self.prompt_sampling!r}")
+            raise ConfigError(f"prompt sampling must be one of {', '.join(PROMPT_SAMPLING)}, got {self.prompt_sampling!r}")
         if self.variants < 1:
-            raise ValueError(f"variants must be >= 1, got {self.variants}")
+            raise ConfigError(f"variants must be >= 1, got {self.variants}")
 
 
 class PromptPool:
@@ -231,7 +232,7 @@ def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOpti
     derive_seed(seed, output id).
     """
     if "audio" not in manifest.column_names or "id" not in manifest.column_names:
-        raise ValueError(f"augment needs columns 'id' and 'audio'; the manifest has {manifest.column_names}")
+        raise InputError(f"augment needs columns 'id' and 'audio'; the manifest has {manifest.column_names}")
     absolute = PathResolver()
     source = prompts if prompts is not None else manifest
     pool_base = prompts_dir if prompts is not None else base_dir

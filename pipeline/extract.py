@@ -15,9 +15,11 @@ import pyarrow as pa
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
+from pipeline.errors import ConfigError
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.f0_mel import F0MelStage
 from pipeline.stages.min_length import for_extract
+from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
 from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
 from pipeline.stages.stored_audio import StoredAudioStage
 from pipeline.stages.tokens import TokensStage
@@ -77,20 +79,20 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features:
-            raise ValueError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
+            raise ConfigError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
         if self.w2v_dtype not in ("float16", "float32"):
-            raise ValueError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
+            raise ConfigError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
         if "w2v" in self.features:
             from hierspeech.w2v import BACKENDS
 
             if self.w2v_backend not in BACKENDS:
-                raise ValueError(f"w2v backend must be one of {', '.join(BACKENDS)}, got {self.w2v_backend!r}")
+                raise ConfigError(f"w2v backend must be one of {', '.join(BACKENDS)}, got {self.w2v_backend!r}")
         if self.f0_failure not in ("error", "zeros"):
-            raise ValueError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
+            raise ConfigError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
         if "denoise" in self.features and not self.denoiser_ckpt:
-            raise ValueError("the denoise feature needs the MP-SENet checkpoint: pass --denoiser-ckpt PATH (denoiser/g_best)")
+            raise ConfigError("the denoise feature needs the MP-SENet checkpoint: pass --denoiser-ckpt PATH (denoiser/g_best)")
         if self.cpu_actors < 1 or self.gpu_actors < 1 or self.gpus_per_actor < 0 or self.batch_seconds <= 0:
-            raise ValueError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
+            raise ConfigError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
 
     def output_options(self) -> dict:
         options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
@@ -98,33 +100,11 @@ class ExtractConfig:
         return options
 
 
-def check_f0_backend(name: str) -> None:
-    """Fail on the driver, before Ray starts, when the F0 backend cannot be loaded."""
-    from hierspeech.f0 import get_backend
-
-    get_backend(name)
-
-
-def check_w2v_model(name: str, layer: int) -> None:
-    """Fail on the driver when the w2v model's config cannot be found or is too shallow."""
-    import os
-
-    from transformers import Wav2Vec2Config
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
-    try:
-        config = Wav2Vec2Config.from_pretrained(name, local_files_only=offline)
-    except Exception as exc:  # OSError, HTTP errors, bad JSON: all mean "cannot use this model"
-        raise ValueError(f"w2v model {name!r} cannot be loaded ({type(exc).__name__}: {exc}); pass a hub id or a local folder with config.json") from exc
-    if config.num_hidden_layers < layer:
-        raise ValueError(f"w2v model {name!r} has {config.num_hidden_layers} layers; hidden_states[{layer}] needs {layer}")
-
-
 def extract_job(config: ExtractConfig) -> Job:
     """The extract job for `config` (stages are built on the driver once Ray is up).
 
     Raises:
-        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend;
+        ConfigError: the w2v model cannot be found, or no such F0 backend;
         CheckpointError: the denoiser checkpoint would not load.
     """
     wanted = set(config.features)
@@ -134,7 +114,6 @@ def extract_job(config: ExtractConfig) -> Job:
         check_w2v_model(config.w2v_model, config.w2v_layer)
     if "denoise" in wanted:
         from hierspeech.denoiser import Denoiser
-        from pipeline.stages.model_checks import check_checkpoints
 
         check_checkpoints("extract", [("--denoiser-ckpt", Denoiser, config.denoiser_ckpt)])
 

@@ -18,7 +18,9 @@ from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
 from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
+from pipeline.errors import ConfigError
 from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
+from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
 from pipeline.stages.synthesis_inputs import SynthesisInputStage
 from pipeline.stages.synthesis_model import SynthesisModelStage
 from pipeline.stages.synthesis_output import SynthesisOutputStage
@@ -156,7 +158,7 @@ def load_models_file(path: str | Path) -> dict[str, Any]:
     known = {"synthesizer", "ttv", "denoiser", "speechsr24k", "speechsr48k", "w2v_model"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
     out = {}
     for key, value in data.items():
         if value is None:
@@ -169,26 +171,23 @@ def load_models_file(path: str | Path) -> dict[str, Any]:
 def synthesize_job(config: SynthesizeConfig) -> Job:
     """The synthesis job (VC, TTS or an augment plan's mixture)."""
     if "tts" in config.modes and not config.ttv:
-        raise ValueError("TTS rows need the TTV checkpoint: pass --ttv PATH (ttv_lt960_ckpt.pth, config.json beside)")
+        raise ConfigError("TTS rows need the TTV checkpoint: pass --ttv PATH (ttv_lt960_ckpt.pth, config.json beside)")
     if config.defaults.denoise_ratio > 0 and not config.denoiser:
-        raise ValueError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
+        raise ConfigError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
     if config.defaults.output_sr != 16000 and config.defaults.output_sr not in config.speechsr:
-        raise ValueError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
+        raise ConfigError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
     from pipeline.stages.min_length import PROMPT
 
     if config.limits.min_prompt_seconds < PROMPT.seconds:
-        raise ValueError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
+        raise ConfigError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
                          f"needs: {PROMPT.samples} samples ({PROMPT.seconds:.4f} s at 16 kHz); give at least that")
     if "vc" in config.modes:
-        from pipeline.extract import check_f0_backend, check_w2v_model
-
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
     from hierspeech.denoiser import Denoiser
     from hierspeech.speechsr import SpeechSR
     from hierspeech.synthesizer import Synthesizer
     from hierspeech.ttv import TTV
-    from pipeline.stages.model_checks import check_checkpoints
 
     check_checkpoints(
         "synthesize",

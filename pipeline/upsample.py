@@ -14,11 +14,13 @@ import pyarrow as pa
 
 from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
+from pipeline.errors import ConfigError
 from pipeline.io.audio import ChannelPolicy
-from pipeline.io.manifest import Column
+from pipeline.io.manifest import Column, ManifestNotFoundError
 from pipeline.io.output import STATE, OutputDir
-from pipeline.io.tar_source import build_tar_manifest, is_tar_input
+from pipeline.io.tar_source import TarSourceError, build_tar_manifest, is_tar_input
 from pipeline.stages.decode import TRUNCATED_FIELD
+from pipeline.stages.model_checks import CheckpointError, WeightsUnavailableError, check_checkpoints
 from pipeline.stages.normalize import DEFAULT_NORMALIZE, NORMALIZE_MODES, NormalizeStage
 from pipeline.stages.speechsr import SpeechSRStage
 from pipeline.stages.upsample_decode import UpsampleDecodeStage
@@ -71,23 +73,24 @@ def upsample_job(
     cpus_per_task: float = 1.0,
     download_timeout: float = 60.0,
 ) -> Job:
-    """Resolve the SpeechSR weights now (download or `WeightsError` on the driver), then build the job."""
+    """Resolve the SpeechSR weights now (download, or `WeightsUnavailableError` on the driver), then build the job."""
     from hierspeech.checkpoint import sha256_file
-    from hierspeech.speechsr import SpeechSRConfig
+    from hierspeech.speechsr import SpeechSR, SpeechSRConfig
     from hierspeech.weights import WeightsError, resolve_speechsr_checkpoint
 
     variant = {48000: "48k", 24000: "24k"}.get(int(sample_rate))
     if variant is None:
-        raise ValueError(f"SpeechSR outputs 24000 or 48000 Hz, not {sample_rate}")
+        raise ConfigError(f"SpeechSR outputs 24000 or 48000 Hz, not {sample_rate}")
     if normalize not in NORMALIZE_MODES:
-        raise ValueError(f"unknown normalization {normalize!r}; use one of {NORMALIZE_MODES}")
-    path = resolve_speechsr_checkpoint(variant, checkpoint, timeout=download_timeout)
+        raise ConfigError(f"unknown normalization {normalize!r}; use one of {NORMALIZE_MODES}")
+    try:
+        path = resolve_speechsr_checkpoint(variant, checkpoint, timeout=download_timeout)
+    except WeightsError as exc:
+        raise WeightsUnavailableError(str(exc)) from exc
     config_rate = SpeechSRConfig.from_json(path.with_name("config.json")).sampling_rate
     if config_rate != int(sample_rate):
-        raise WeightsError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
-                           "pass the matching --checkpoint or --sr")
-    from hierspeech.speechsr import SpeechSR
-    from pipeline.stages.model_checks import check_checkpoints
+        raise CheckpointError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
+                              "pass the matching --checkpoint or --sr")
 
     check_checkpoints("upsample", [("--checkpoint" if checkpoint else "SpeechSR", SpeechSR, str(path))])
     sha = sha256_file(path)
@@ -120,14 +123,12 @@ def input_manifest(spec: str, out_root: str) -> str:
     """The manifest to run on: `spec` itself, or for tar input the internal manifest written to OUT/_state."""
     if not is_tar_input(spec):
         if "://" not in spec and not os.path.exists(spec):
-            raise FileNotFoundError(f"input not found: {spec} (a Parquet manifest, or tar shards: folder, glob, brace pattern)")
+            raise ManifestNotFoundError(f"input not found: {spec} (a Parquet manifest, or tar shards: folder, glob, brace pattern)")
         return spec
     table = build_tar_manifest(spec)
     out = OutputDir(str(out_root))
     shards_dir = out.path("shards") + "/"
     if any(str(p).startswith(shards_dir) for p in table.column("audio").to_pylist()):
-        from pipeline.io.tar_source import TarSourceError
-
         raise TarSourceError(f"the input shards are inside the output folder {out_root}; write to another folder")
     out.ensure_layout()
     sink = pa.BufferOutputStream()

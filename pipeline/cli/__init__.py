@@ -13,7 +13,7 @@ import click
 from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.engine.job import DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROWS_PER_SHARD, RunOptions
-from pipeline.errors import UserError
+from pipeline.errors import ConfigError, ModelError, PipelineError
 from pipeline.jobs_registry import JOB_COLUMNS
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -90,13 +90,16 @@ def _command_line() -> list[str]:
 
 
 class _Hsp(click.Group):
-    """The root group: a `UserError` raised anywhere below is printed as its one line (click's "Error: ..."), exit 1."""
+    """The root group: a `PipelineError` raised anywhere below is printed as its one line (click's
+    "Error: ..."), with the error class's exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except PipelineError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from exc
 
 
 @click.group(cls=_Hsp)
@@ -205,11 +208,9 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @run_options
 def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_layer: int, w2v_dtype: str, f0_max: float | None, f0_backend: str, f0_failure: str, language: str, max_tokens: int, denoiser_ckpt: str | None, denoise_chunk_seconds: float, max_seconds: float, cpu_actors: int, gpu_actors: int, gpus_per_actor: float, batch_seconds: float, w2v_backend: str, **kwargs) -> None:
     """HierSpeech++ training features (w2v, F0, tokens, mel, denoised audio) for every row."""
-    from hierspeech.f0 import F0BackendUnavailableError
     from pipeline.extract import ExtractConfig, extract_job
 
-    try:
-        config = ExtractConfig(
+    config = ExtractConfig(
             features=tuple(f.strip() for f in features.split(",") if f.strip()),
             w2v_model=w2v_model,
             w2v_layer=w2v_layer,
@@ -228,9 +229,7 @@ def extract(manifest_path: str, output: str, features: str, w2v_model: str, w2v_
             batch_seconds=batch_seconds,
             w2v_backend=w2v_backend,
         )
-        job = extract_job(config)
-    except (ValueError, F0BackendUnavailableError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    job = extract_job(config)
     _run(job, manifest_path, output, make_run_options(**kwargs))
 
 
@@ -248,10 +247,7 @@ def export_upstream_command(output: str, to_dir: Path, name: str, test_count: in
     """Write an extract OUTPUT as upstream's *_w2v/*_f0/*_token .pt files and filelists (train_ttv_v1.py)."""
     from pipeline.export.upstream import export_upstream
 
-    try:
-        report = export_upstream(output, to_dir, name=name, test_count=test_count)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = export_upstream(output, to_dir, name=name, test_count=test_count)
     click.echo(json.dumps(report, indent=2))
     click.echo(f"set data.train_filelist_path={report['train_filelist_path']} and data.test_filelist_path={report['test_filelist_path']} in ttv_v1/config.json")
 
@@ -278,17 +274,12 @@ def upsample(input_spec: str, output: str, sample_rate: str, normalize: str, bit
     INPUT is a Parquet manifest (any rate: resampled to 16 kHz first) or WebDataset tar shards: a
     directory, a glob or a brace pattern (quote it); non-audio members pass through unchanged.
     """
-    from hierspeech.weights import WeightsError
-    from pipeline.io.tar_source import TarSourceError
     from pipeline.upsample import input_manifest, upsample_job
 
-    try:
-        job = upsample_job(int(sample_rate), normalize=normalize, bits=int(bits), checkpoint=checkpoint, actors=actors,
-                           gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_seconds=batch_seconds,
-                           channel_policy=channel_policy, max_seconds=max_seconds)
-        manifest_path = input_manifest(input_spec, output)
-    except (WeightsError, TarSourceError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    job = upsample_job(int(sample_rate), normalize=normalize, bits=int(bits), checkpoint=checkpoint, actors=actors,
+                       gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_seconds=batch_seconds,
+                       channel_policy=channel_policy, max_seconds=max_seconds)
+    manifest_path = input_manifest(input_spec, output)
     _run(job, manifest_path, output, make_run_options(**kwargs))
 
 
@@ -318,10 +309,7 @@ def report(output: str, report_dir: Path, samples: int, seed: int, stats_samples
 
     if report_dir.suffix.lower() in (".html", ".htm"):
         raise click.BadParameter(f"the report is a folder (index.html + assets/); pass e.g. -o {report_dir.with_suffix('')}", param_hint="-o")
-    try:
-        result = build_report(output, report_dir, samples=samples, seed=seed, stats_samples=stats_samples, progress=progress)
-    except (FileNotFoundError, FileExistsError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = build_report(output, report_dir, samples=samples, seed=seed, stats_samples=stats_samples, progress=progress)
     state = "PARTIAL output" if result.partial else "complete output"
     click.echo(
         f"wrote {result.path}: {result.samples_out} samples ({state}), {result.images} images, "
@@ -334,8 +322,8 @@ def report(output: str, report_dir: Path, samples: int, seed: int, stats_samples
 @click.option("--num-cpus", type=int, default=None)
 def demo(output: str, num_cpus: int | None) -> None:
     """Run the pipeline on the bundled examples (local Ray): prepare, then upsample the shards to 48 kHz."""
-    from hierspeech.weights import WeightsError
     from pipeline.prepare import prepare_job
+    from pipeline.stages.model_checks import WeightsUnavailableError
     from pipeline.upsample import input_manifest, upsample_job
 
     manifest_path = EXAMPLES_DIR / "examples.parquet"
@@ -347,7 +335,7 @@ def demo(output: str, num_cpus: int | None) -> None:
     try:
         threads = max(1, min(4, (os.cpu_count() or 2) // 2))  # the model is the slow part; give it cores
         job = upsample_job(48000, cpus_per_actor=threads, download_timeout=30.0)
-    except WeightsError as exc:
+    except WeightsUnavailableError as exc:
         click.echo(
             f"skipping upsample (the prepare output above is complete): {exc}\n"
             "To run it: set HSP_WEIGHTS_DIR to a folder with speechsr48k/G_100000.pth and its config.json "
@@ -406,7 +394,7 @@ def _synthesize_config(mode, modes, kw):
     kw.pop("models_file", None)
     synthesizer = kw.pop("synthesizer") or files.get("synthesizer")
     if not synthesizer:
-        raise click.UsageError("pass --synthesizer PATH (or --models models.yaml)")
+        raise ConfigError("pass --synthesizer PATH (or --models models.yaml)")
     speechsr: dict[int, str] = {}
     for path in [*(files.get(k) for k in ("speechsr24k", "speechsr48k") if files.get(k)), *kw.pop("speechsr")]:
         from hierspeech.speechsr import SpeechSRConfig
@@ -415,7 +403,7 @@ def _synthesize_config(mode, modes, kw):
         try:
             config = SpeechSRConfig.from_json(config_path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise click.ClickException(f"--speechsr {path}: cannot read {config_path} ({type(exc).__name__}: {exc}); the official config.json must sit beside the checkpoint") from exc
+            raise ModelError(f"--speechsr {path}: cannot read {config_path} ({type(exc).__name__}: {exc}); the official config.json must sit beside the checkpoint") from exc
         speechsr[config.sampling_rate] = str(Path(path).resolve())
     absolute = lambda p: str(Path(p).resolve()) if p else None  # noqa: E731
     return SynthesizeConfig(
@@ -450,14 +438,10 @@ def _synthesize_config(mode, modes, kw):
 
 
 def _synthesize_run(mode, modes, manifest_path, output, kw) -> None:
-    from hierspeech.f0 import F0BackendUnavailableError
     from pipeline.synthesize import synthesize_job
 
     config = _synthesize_config(mode, modes, kw)
-    try:
-        job = synthesize_job(config)
-    except (ValueError, F0BackendUnavailableError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    job = synthesize_job(config)
     _run(job, manifest_path, output, make_run_options(**kw))
 
 
@@ -499,20 +483,21 @@ def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, 
     import pyarrow.parquet as pq
 
     from pipeline.io.manifest import ManifestError, read_manifest, validate_table
+    from pipeline.io.output import OutputConflictError
     from pipeline.jobs_registry import job_columns
     from pipeline.synthesize import AugmentOptions, augment_plan
 
     table = read_manifest(manifest_path)
     report = validate_table(table, job_columns("augment"), base_dir=manifest_path.resolve().parent, check_files=False)
     if not report.ok:
-        raise click.ClickException(str(ManifestError(str(manifest_path), report)))
+        raise ManifestError(str(manifest_path), report)
     prompts = read_manifest(prompts_path) if prompts_path else None
     options = AugmentOptions(variants=variants, mode=augment_mode, seed=kw["seed"])
     plan = augment_plan(table, manifest_path.resolve().parent, options, prompts, prompts_path.resolve().parent if prompts_path else None)
     Path(output).mkdir(parents=True, exist_ok=True)
     plan_path = Path(output) / "plan.parquet"
     if plan_path.exists() and not pq.read_table(plan_path).equals(plan):
-        raise click.ClickException(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
+        raise OutputConflictError(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
     if not plan_path.exists():
         pq.write_table(plan, plan_path)
     click.echo(f"wrote {plan_path}: {plan.num_rows} rows ({variants} variant(s) x {augment_mode} for {table.num_rows} utterances)", err=True)
@@ -543,16 +528,9 @@ def export_lhotse_command(output: str, to_dir: Path, include_failed: bool) -> No
 
 
 def _run(job, manifest_path, output, options: RunOptions) -> None:
-    from pipeline.engine.ray_env import ResourceError
-    from pipeline.engine.runner import JobFailedError, run_job
-    from pipeline.engine.stage_resources import StageResourcesError
-    from pipeline.io.manifest import ManifestError
-    from pipeline.io.output import OutputConflictError
+    from pipeline.engine.runner import run_job
 
-    try:
-        summary = run_job(job, manifest_path, output, options)
-    except (ManifestError, OutputConflictError, ResourceError, JobFailedError, StageResourcesError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    summary = run_job(job, manifest_path, output, options)
     if not summary["complete"]:
         raise SystemExit(3)
 

@@ -22,16 +22,16 @@ from pathlib import Path
 import ray
 
 from pipeline.engine.stage import Stage
-from pipeline.errors import UserError
+from pipeline.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
 
-class ResourceError(RuntimeError):
+class ResourceError(ClusterError):
     """A stage asks for resources the cluster cannot provide."""
 
 
-class RayConnectError(UserError):
+class RayConnectError(ClusterError):
     """The Ray cluster at `--address` cannot be joined: unreachable, or it refuses our authentication."""
 
 

@@ -25,7 +25,7 @@ from pipeline.engine.item import Item, items_to_batch
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
 from pipeline.engine.summary import format_summary, summarize, versions
-from pipeline.errors import UserError
+from pipeline.errors import JobFailedError, PipelineError
 from pipeline.io.manifest import (
     ManifestError,
     manifest_fingerprint,
@@ -50,7 +50,7 @@ def _job_record(job: Job, manifest_path: str, table: pa.Table) -> dict[str, Any]
 
 
 def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
-    previous = out.read_json("job.json")
+    previous = out.read_job(required=False)  # an output of a newer version is refused, not resumed
     if previous is None:
         out.write_json("job.json", record)
         return
@@ -84,10 +84,6 @@ def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | N
     return items
 
 
-class JobFailedError(RuntimeError):
-    """The job stopped on an error that is not a per-row problem (e.g. a model failed to load)."""
-
-
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
 _RAY_WRAPPERS = ("RayTaskError", "ActorDiedError", "SystemException", "RaySystemError", "ray.exceptions")
 
@@ -108,8 +104,8 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(innermost).__name__}: {str(innermost).strip() or repr(exc)}"
 
 
-def _user_error_in(exc: BaseException) -> UserError | None:
-    """The `UserError` a Ray task raised (a full disk in a shard writer, ...), rebuilt from under Ray's wrappers.
+def _pipeline_error_in(exc: BaseException) -> PipelineError | None:
+    """The `PipelineError` a Ray task raised (a full disk in a shard writer, ...), rebuilt from under Ray's wrappers.
 
     Ray Data re-raises a task's exception as a `UserCodeException` that keeps only the remote
     traceback's text, whose last line names the class and its one-line message; plain Ray tasks keep
@@ -126,7 +122,7 @@ def _user_error_in(exc: BaseException) -> UserError | None:
         chain.append(current)
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
     for error in reversed(chain):
-        if isinstance(error, UserError) and not isinstance(error, ray.exceptions.RayError):
+        if isinstance(error, PipelineError) and not isinstance(error, ray.exceptions.RayError):
             return error
     lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
     for match in reversed(lines):
@@ -137,17 +133,26 @@ def _user_error_in(exc: BaseException) -> UserError | None:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        if isinstance(cls, type) and issubclass(cls, UserError):
-            return cls(match.group(2).strip())
+        if isinstance(cls, type) and issubclass(cls, PipelineError):
+            return _rebuilt(cls, match.group(2).strip())
     return None
+
+
+def _rebuilt(error: PipelineError | type[PipelineError], message: str) -> PipelineError:
+    """An error of `error`'s class with `message` (a class whose constructor takes more gets the base)."""
+    cls = error if isinstance(error, type) else type(error)
+    try:
+        return cls(message)
+    except TypeError:
+        return PipelineError(message)
 
 
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
     import ray
+    from ray.exceptions import RayError
 
-    from pipeline.engine.ray_env import ResourceError, init_ray
-    from pipeline.engine.stage_resources import StageResourcesError
+    from pipeline.engine.ray_env import init_ray
 
     started = time.time()
     manifest_path = str(manifest_path)
@@ -182,11 +187,13 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             started_ray = init_ray(options.address, options.num_cpus)
             try:
                 totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
-            except (KeyboardInterrupt, ResourceError, StageResourcesError):
+            except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                if (user_error := _user_error_in(exc)) is not None:
-                    raise type(user_error)(f"[{job.name}] {user_error}") from exc  # one line, no traceback
+                if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
+                    raise  # the driver's own check (resources, stage contracts): already one line
+                if (user_error := _pipeline_error_in(exc)) is not None:
+                    raise _rebuilt(user_error, f"[{job.name}] {user_error}") from exc  # one line, no traceback
                 raise JobFailedError(
                     f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
                     f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."

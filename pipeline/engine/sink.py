@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.engine.item import Item
+from pipeline.errors import OutputError
 from pipeline.io.keys import sample_key
 from pipeline.io.output import (
     ERRORS,
@@ -39,7 +40,7 @@ FIXED_MTIME = 1_700_000_000  # reproducible tars: content, not wall-clock, decid
 MAX_DEFERRED_IDS = 20  # ids of deferred rows carried to the summary (the count is always complete)
 
 
-class StaleRunError(RuntimeError):
+class StaleRunError(OutputError):
     """A writer of an older run tried to commit after a newer run started on the same output."""
 
 

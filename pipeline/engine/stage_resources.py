@@ -12,12 +12,13 @@ import re
 from typing import Any
 
 from pipeline.engine.stage import Stage
+from pipeline.errors import ConfigError
 
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "actors", "memory")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-class StageResourcesError(ValueError):
+class StageResourcesError(ConfigError):
     """A resource override names an unknown stage or key, or has a bad value."""
 
 

@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from pipeline.errors import OutputError
 from pipeline.export.errors import ExportError
-from pipeline.io.output import INDEX, SCHEMA_VERSION, OutputDir
+from pipeline.io.output import INDEX, OutputDir, check_schema_version
 from pipeline.io.shards import iter_samples
 
 LAYOUT_COLUMNS = ("key", "shard", "row")  # where a sample is stored, not what it is
@@ -119,18 +120,9 @@ class SampleSource:
 
     def _read_job(self) -> dict[str, Any]:
         try:
-            job = self.out.read_json("job.json")
-        except (OSError, ValueError) as exc:
-            raise ExportError(f"cannot read {self.root}/job.json ({exc}); is {self.root} a job output?") from exc
-        if job is None:
-            raise ExportError(f"{self.root} is not a job output (no job.json); pass the -o folder of a prepare/synthesize/... run")
-        version = job.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise ExportError(
-                f"{self.root} was written with output schema version {version}; this version reads up to "
-                f"{SCHEMA_VERSION}: upgrade hierspeech-pipeline to export it"
-            )
-        return job
+            return self.out.read_job()
+        except OutputError as exc:  # not an output, or too new: the export's own error, same message
+            raise ExportError(str(exc)) from exc
 
     @property
     def job_name(self) -> str:
@@ -203,6 +195,9 @@ class SampleSource:
         if "json" in members:
             try:
                 meta = json.loads(members["json"])
+                check_schema_version(meta, label)
+            except OutputError as exc:
+                raise ExportError(str(exc)) from exc
             except ValueError as exc:
                 raise ExportError(f"{label}: its json member is not valid JSON ({exc})") from exc
         return ExportSample(

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import OutputError
+from pipeline.export.errors import ExportError
 from pipeline.io.npy import read_npy
 from pipeline.io.output import INDEX, OutputDir
 from pipeline.io.shards import iter_samples
@@ -77,23 +79,26 @@ def export_upstream(
     import torch
 
     out = OutputDir(str(out_root))
-    job = out.read_json("job.json")
-    if job is None or job.get("job") != "extract":
-        raise ValueError(f"{out_root} is not the output of `hsp extract` (job.json missing or another job)")
+    try:
+        job = out.read_job()
+    except OutputError as exc:
+        raise ExportError(str(exc)) from exc
+    if job.get("job") != "extract":
+        raise ExportError(f"{out_root} is not the output of `hsp extract` but of {job.get('job')!r}; pass the -o folder of an extract run")
     features = set(job["options"].get("features", []))
     missing = [f for f in NEEDED if f not in features]
     if missing:
-        raise ValueError(f"{out_root} was extracted without {missing}; upstream training needs w2v, f0 and tokens")
+        raise ExportError(f"{out_root} was extracted without {missing}; upstream training needs w2v, f0 and tokens")
     add_blank = bool(job["options"].get("add_blank", True))
     to_dir = Path(to_dir).resolve()
     lists_dir = to_dir / "filelists"
     if "_wav" in str(lists_dir):
-        raise ValueError(
+        raise ExportError(
             f"upstream's loader derives the other filelists by replacing every '_wav' in the path of "
             f"train_wav.txt; {lists_dir} contains '_wav' elsewhere: choose another --to"
         )
     if "16k" in name:
-        raise ValueError("--name must not contain '16k' (upstream derives feature paths by replacing it)")
+        raise ExportError("--name must not contain '16k' (upstream derives feature paths by replacing it)")
 
     index = out.read_parts(INDEX, columns=["id", "key", "shard", "num_samples"]).to_pylist()
     by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -115,7 +120,7 @@ def export_upstream(
             seen.add(key)
             absent = [m for m in ("flac", "w2v.npy", "f0.npy", "tokens.npy") if m not in members]
             if absent:
-                raise ValueError(f"sample {row['id']!r} in {shard} lacks {absent}")
+                raise ExportError(f"sample {row['id']!r} in {shard} lacks {absent}")
             f0 = read_npy(members["f0.npy"]).astype(np.float32)
             tokens = read_npy(members["tokens.npy"]).astype(np.int64)
             ids = tokens[1::2] if add_blank else tokens
@@ -131,7 +136,7 @@ def export_upstream(
             torch.save(torch.from_numpy(np.ascontiguousarray(ids)), dirs["token"] / f"{key}.pt")
             kept.append((row["id"], key))
         if len(seen) != len(rows):
-            raise ValueError(f"{shard} lacks samples its index lists: {sorted(set(rows) - seen)[:5]}")
+            raise ExportError(f"{shard} lacks samples its index lists: {sorted(set(rows) - seen)[:5]}")
 
     by_hash = sorted((sample_id for sample_id, _ in kept), key=lambda i: hashlib.sha256(i.encode("utf-8")).hexdigest())
     test_ids = set(by_hash[:test_count])

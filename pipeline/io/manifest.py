@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import UserError
+from pipeline.errors import InputError
 from pipeline.io.audio_source import file_problem
 from pipeline.io.keys import sample_key
 from pipeline.io.uri import is_uri, local_path, manifest_base, resolve
@@ -117,7 +117,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """The manifest is invalid; the message lists the problems with rows and columns."""
 
     def __init__(self, path: str, report: ValidationReport):
@@ -154,8 +154,12 @@ def plain_strings(table: pa.Table) -> pa.Table:
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
-class ManifestReadError(UserError, ValueError):
+class ManifestReadError(InputError):
     """The manifest file cannot be read as Parquet (e.g. a CSV file renamed to .parquet)."""
+
+
+class ManifestNotFoundError(InputError, FileNotFoundError):
+    """The manifest path names nothing."""
 
 
 def _looks_like(path: str | Path) -> str | None:
@@ -184,7 +188,7 @@ def read_manifest(path: str | Path) -> pa.Table:
     try:
         return plain_strings(pq.read_table(target))
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"manifest not found: {path}") from exc
+        raise ManifestNotFoundError(f"manifest not found: {path}") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         kind = None if is_uri(str(path)) or not os.path.isfile(path) else _looks_like(path)
         if kind is not None:

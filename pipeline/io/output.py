@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from pipeline.errors import UserError
+from pipeline.errors import OutputError
 
 SCHEMA_VERSION = 1
 SHARDS = "shards"
@@ -71,12 +71,36 @@ ERRORS_SCHEMA = pa.schema(
 )
 
 
-class OutputConflictError(RuntimeError):
+class OutputConflictError(OutputError):
     """OUT holds another job's output or is in use by another run."""
 
 
-class OutputWriteError(UserError):
+class OutputWriteError(OutputError):
     """Writing to OUT failed for a reason the user must fix: full disk, read-only filesystem, not a folder."""
+
+
+class NotAnOutputError(OutputError, FileNotFoundError):
+    """The folder given as a job output has no job.json: it is not (yet) the output of an hsp job."""
+
+
+class OutputVersionError(OutputError):
+    """The output (job.json, a sample's json) was written with a schema version this version cannot read."""
+
+
+def check_schema_version(record: dict[str, Any], where: str) -> None:
+    """Refuse a record stamped with a schema version newer than SCHEMA_VERSION (or not a version at all).
+
+    Records without a stamp are read as version 1 (the stamp was there from the first release on).
+    """
+    version = record.get("schema_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= SCHEMA_VERSION:
+        return
+    from hierspeech import __version__
+
+    raise OutputVersionError(
+        f"{where} was written with output schema version {version!r}; hierspeech-pipeline {__version__} reads "
+        f"versions up to {SCHEMA_VERSION}: upgrade hierspeech-pipeline to read it (or write to a new output folder)"
+    )
 
 
 def describe_write_failure(exc: OSError, root: str, path: str) -> str | None:
@@ -174,6 +198,21 @@ class OutputDir:
         if not self.exists(*parts):
             return None
         return json.loads(self.read_bytes(*parts))
+
+    def read_job(self, *, required: bool = True) -> dict[str, Any] | None:
+        """job.json, checked: NotAnOutputError when missing (None if not `required`), OutputVersionError when too new."""
+        try:
+            job = self.read_json("job.json")
+        except (OSError, ValueError) as exc:
+            raise NotAnOutputError(f"cannot read {self.root}/job.json ({exc}); is {self.root} a job output?") from exc
+        if job is None:
+            if not required:
+                return None
+            raise NotAnOutputError(f"{self.root} is not a job output (no job.json); pass the -o folder of an hsp job")
+        if not isinstance(job, dict):
+            raise NotAnOutputError(f"{self.root}/job.json is not a job record (a JSON object); is {self.root} a job output?")
+        check_schema_version(job, self.root)
+        return job
 
     # -- runs -----------------------------------------------------------------------------------
     @contextlib.contextmanager

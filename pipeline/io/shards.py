@@ -22,13 +22,14 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from pipeline.errors import InputError
 from pipeline.io.uri import is_uri, local_path
 
 # Audio member extensions, in the order a sample's primary audio member is chosen.
 AUDIO_EXTENSIONS = ("flac", "wav", "mp3", "ogg", "opus")
 
 
-class ShardReadError(ValueError):
+class ShardReadError(InputError):
     """A shard cannot be read as a tar (missing, truncated, changed since it was indexed)."""
 
 

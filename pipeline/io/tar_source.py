@@ -27,7 +27,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 from braceexpand import braceexpand
 
-from pipeline.io.output import INDEX, SHARDS, TMP_PREFIX, OutputDir
+from pipeline.errors import InputError
+from pipeline.io.output import INDEX, SHARDS, TMP_PREFIX, OutputDir, check_schema_version
 from pipeline.io.shards import (
     ShardReadError,
     TarSample,
@@ -49,7 +50,7 @@ TAR_MANIFEST_SCHEMA = pa.schema(
 )
 
 
-class TarSourceError(ValueError):
+class TarSourceError(InputError):
     """The tar input cannot be used (nothing matches, unreadable tar, uncommitted shard...)."""
 
 
@@ -130,6 +131,7 @@ class _OwnIds:
         if root is None:
             return None
         if root not in self._by_root:
+            OutputDir(root).read_job(required=False)  # an output of a newer version is refused
             table = OutputDir(root).read_parts(INDEX, columns=["id", "key", "shard"])
             by_shard: dict[str, dict[str, str]] = {}
             if table.num_columns:
@@ -154,6 +156,8 @@ def _json_id(tar_path: str, sample: TarSample, handle: BinaryIO) -> str | None:
         meta = json.loads(read_member_bytes(handle, *span))
     except ValueError:  # not JSON, or a short read (ShardReadError)
         return None
+    if isinstance(meta, dict) and "job" in meta and "schema_version" in meta:  # a sample json of ours
+        check_schema_version(meta, f"{tar_path}: sample {sample.key!r}")
     value = meta.get("id") if isinstance(meta, dict) else None
     return value if isinstance(value, str) and value else None
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import OutputError
 from pipeline.io.npy import read_npy
 from pipeline.io.output import OutputDir
 from pipeline.report import plots
@@ -31,6 +32,10 @@ from pipeline.report.samples import (
 SYNTH_JOBS = ("synthesize", "augment")
 MARKER = "hsp-report"  # written into index.html, so a re-run may replace a folder it made
 
+
+
+class ReportDestinationError(OutputError, FileExistsError):
+    """The report folder exists and holds something else than an hsp report: it is never overwritten."""
 
 @dataclass
 class Figure:
@@ -104,7 +109,7 @@ def prepare_folder(dest: Path) -> Path:
         index = dest / "index.html"
         ours = index.is_file() and MARKER in index.read_text(encoding="utf-8", errors="replace")[:2000]
         if not ours and any(dest.iterdir()):
-            raise FileExistsError(f"{dest} exists and is not an hsp report; pass a new or empty folder to -o")
+            raise ReportDestinationError(f"{dest} exists and is not an hsp report; pass a new or empty folder to -o")
         if (dest / "assets").is_dir():
             shutil.rmtree(dest / "assets")
     (dest / "assets").mkdir(parents=True, exist_ok=True)

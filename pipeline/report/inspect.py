@@ -12,9 +12,7 @@ from pipeline.io.output import INDEX, SHARDS, TMP_PREFIX, OutputDir
 def inspect_output(root: str) -> dict[str, Any]:
     """Counts, hours, errors by type, shards, and whether the output is complete."""
     out = OutputDir(root)
-    job = out.read_json("job.json")
-    if job is None:
-        raise FileNotFoundError(f"{root} is not a job output (no job.json); pass the -o folder of an hsp job")
+    job = out.read_job()
     summary = summarize(out, job)
     index = out.read_parts(INDEX, columns=["shard"])
     per_shard = Counter(index.column("shard").to_pylist()) if index.num_rows else Counter()

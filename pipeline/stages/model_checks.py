@@ -1,4 +1,4 @@
-"""Checks on the driver, before Ray starts: every checkpoint a job's actors will load.
+"""Checks on the driver, before Ray starts: every checkpoint, model and F0 back end a job's actors will load.
 
 Without them a wrong file (another model's weights, a truncated download, a pickle that
 `weights_only=True` refuses) stops the job only when the first actor loads it, 10-15 s in and
@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.errors import UserError
+from pipeline.errors import ConfigError, ModelError
 
 
-class CheckpointError(UserError):
+class CheckpointError(ModelError):
     """A checkpoint given to a job cannot be loaded by the model it is meant for."""
+
+
+class WeightsUnavailableError(ModelError):
+    """The official weights a job needs are neither given, nor in $HSP_WEIGHTS_DIR, nor downloadable."""
 
 
 def check_checkpoints(job: str, checkpoints: Iterable[tuple[str, Any, str | None]]) -> None:
@@ -36,3 +40,28 @@ def check_checkpoints(job: str, checkpoints: Iterable[tuple[str, Any, str | None
             raise CheckpointError(
                 f"[{job}] {option} {path} cannot be loaded as a {model.__name__} checkpoint: {reason}"
             ) from exc
+
+
+def check_f0_backend(name: str) -> None:
+    """Fail on the driver, before Ray starts, when the F0 backend cannot be loaded."""
+    from hierspeech.f0 import F0BackendUnavailableError, get_backend
+
+    try:
+        get_backend(name)
+    except F0BackendUnavailableError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def check_w2v_model(name: str, layer: int) -> None:
+    """Fail on the driver when the w2v model's config cannot be found or is too shallow."""
+    import os
+
+    from transformers import Wav2Vec2Config
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+    try:
+        config = Wav2Vec2Config.from_pretrained(name, local_files_only=offline)
+    except Exception as exc:  # OSError, HTTP errors, bad JSON: all mean "cannot use this model"
+        raise ConfigError(f"w2v model {name!r} cannot be loaded ({type(exc).__name__}: {exc}); pass a hub id or a local folder with config.json") from exc
+    if config.num_hidden_layers < layer:
+        raise ConfigError(f"w2v model {name!r} has {config.num_hidden_layers} layers; hidden_states[{layer}] needs {layer}")
