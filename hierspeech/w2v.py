@@ -25,12 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from hierspeech.defaults import DEFAULT_MODEL, FEATURE_LAYER
+from hierspeech.defaults import SAMPLE_RATE as SAMPLE_RATE  # re-exported: the rate of every model input
 from hierspeech.w2v_packed import PackedWav2Vec2, onednn_linear_available, packed_support
 
-DEFAULT_MODEL = "facebook/mms-300m"
 XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
-FEATURE_LAYER = 7
-SAMPLE_RATE = 16000
 HOP_MULTIPLE = 1280
 REFLECT_PAD = 40
 HOP = 320
