@@ -21,7 +21,6 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipeline.engine.item import Item, items_to_batch
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
 from pipeline.engine.summary import format_summary, summarize, versions
@@ -30,7 +29,6 @@ from pipeline.io.manifest import (
     ManifestError,
     manifest_fingerprint,
     read_manifest,
-    resolve_path,
     validate_table,
 )
 from pipeline.io.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
@@ -65,23 +63,6 @@ def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
             f"{out.root} was produced from a different manifest ({previous['manifest']['path']}, "
             f"{previous['manifest']['rows']} rows); use a new output directory for a changed manifest"
         )
-
-
-def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | None, row_problems: dict[int, str]) -> list[Item]:
-    names = table.column_names
-    path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
-    items = []
-    columns = {name: table.column(name).to_pylist() for name in names}
-    for row in todo:
-        fields = {name: columns[name][row] for name in names}
-        for name in path_columns:
-            if fields[name] and base_dir is not None:
-                fields[name] = resolve_path(fields[name], base_dir)
-        item = Item(id=fields["id"], row=row, fields=fields)
-        if row in row_problems:
-            item.fail("validate", row_problems[row], error="InvalidRow")
-        items.append(item)
-    return items
 
 
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
@@ -251,8 +232,10 @@ def _execute(
     import ray
     import ray.data
 
+    from pipeline.engine.fusion import group_stages
     from pipeline.engine.ray_env import fit_stage_resources
-    from pipeline.engine.ray_stages import apply_sink, apply_stage, wants_actor_restarts
+    from pipeline.engine.ray_stages import apply_group, apply_sink, wants_actor_restarts
+    from pipeline.engine.rows import row_blocks
 
     # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
     # copy of a task's error; -v shows Ray Data's errors again.
@@ -273,14 +256,13 @@ def _execute(
     notes += fit_stage_resources(stages, options.device)
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    _print_plan(job, stages, len(todo), options, ray.cluster_resources())
+    groups = group_stages(stages)
+    cluster = ray.cluster_resources()
+    rows_per_part = options.rows_per_shard
+    if len(groups) == 1 and groups[0].commits:  # a part is a task's whole work: keep every CPU busy
+        rows_per_part = parts_rows(len(todo), options.rows_per_shard, cluster.get("CPU", 1.0), groups[0].resources.num_cpus)
+    _print_plan(job, groups, len(todo), rows_per_part, options, cluster)
 
-    items = _initial_items(table, todo, job, base_dir, row_problems)
-    block_rows = max(1, options.block_rows)
-    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
-    ds = ray.data.from_arrow(blocks)
-    for stage in stages:
-        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
     from hierspeech import __version__
 
     sink = SinkConfig(
@@ -291,7 +273,17 @@ def _execute(
         max_shard_bytes=options.max_shard_bytes,
         package_version=__version__,
     )
-    ds = apply_sink(ds, sink, options.rows_per_shard)
+    # A job that is one committing group reads blocks of exactly one part each: a task per part.
+    block_rows = rows_per_part if len(groups) == 1 and groups[0].commits else max(1, options.block_rows)
+    path_columns = [c.name for c in job.columns if c.is_path]
+    blocks = row_blocks(table, todo, row_problems, path_columns=path_columns, base_dir=base_dir, rows_per_block=block_rows)
+    ds = ray.data.from_arrow(blocks)
+    for position, group in enumerate(groups):
+        restarts = wants_actor_restarts(group.stages[0], options.address, options.actor_restarts)
+        ds = apply_group(ds, group, actor_restarts=restarts, from_rows=position == 0,
+                         sink=sink if group.commits else None, rows_per_part=rows_per_part)
+    if not groups[-1].commits:
+        ds = apply_sink(ds, sink, rows_per_part)
     totals = RunTotals()
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
@@ -301,17 +293,31 @@ def _execute(
     return totals
 
 
-def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:
-    """The final (overridden, fitted) resources of every stage and what the cluster has."""
+def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_task: float) -> int:
+    """Rows per part when the whole job is one committing task: `rows_per_shard`, or fewer when that would leave CPUs idle.
+
+    There a part is one task's whole work, so a run with fewer rows than `rows_per_shard` per task
+    slot spreads them evenly over the slots: 1,000 rows on 4 CPUs make 4 parts of 250, not one of
+    1,000 on one CPU. Parts never exceed `rows_per_shard`.
+    """
+    slots = max(1, int(cluster_cpus // max(cpus_per_task, 1e-9)))
+    return max(1, min(rows_per_shard, math.ceil(rows / slots)))
+
+
+def _print_plan(job: Job, groups, rows: int, rows_per_part: int, options: RunOptions, cluster: dict[str, float]) -> None:
+    """The final (overridden, fitted) resources of every operator and what the cluster has."""
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
-        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows",
+        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / rows_per_part)} shard(s) of <= {rows_per_part} rows"
+        + (f" (--rows-per-shard {options.rows_per_shard}, spread over the CPUs)" if rows_per_part < options.rows_per_shard else ""),
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
-    for stage in stages:
-        res = stage.resources
-        kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
+    for group in groups:
+        res = group.resources
+        kind = f"actor pool x{res.actors}" if group.stateful else "tasks"
         memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
-        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
-    lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+        batch = f" rows/part={rows_per_part}" if group.commits else ""
+        lines.append(f"  {group.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={group.batch_size}{batch}")
+    if not groups[-1].commits:
+        lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes}")
     print("\n".join(lines), file=sys.stderr)
