@@ -192,6 +192,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
                 "audio_seconds_this_run": totals.seconds_in,
                 "output_audio_seconds_this_run": totals.seconds_out,
                 "rows_this_run": len(todo),
+                # manifest checks, Ray start and planning: the fixed cost before the first row runs
+                "startup_seconds": (totals.streaming_since - started) if totals.streaming_since else wall,
                 "rows_deferred_this_run": totals.deferred,
                 "deferred_ids": totals.deferred_ids,
                 "stage_metrics": totals.stage_metrics,
@@ -214,6 +216,7 @@ class RunTotals:
     deferred: int = 0
     deferred_ids: list[str] = field(default_factory=list)
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    streaming_since: float | None = None  # time.time() when rows started to flow (Ray up, stages planned)
 
     def add(self, part: dict[str, Any]) -> None:
         """Add one row of the sink's output (`pipeline.engine.ray_stages.SUMMARY_SCHEMA`)."""
@@ -284,7 +287,7 @@ def _execute(
                          sink=sink if group.commits else None, rows_per_part=rows_per_part)
     if not groups[-1].commits:
         ds = apply_sink(ds, sink, rows_per_part)
-    totals = RunTotals()
+    totals = RunTotals(streaming_since=time.time())
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
