@@ -66,13 +66,15 @@ class _GroupCall:
     """What a group's task or actor does with one batch: items in, stages run, items (or a part's summary) out.
 
     `from_rows`: the batch is a block of manifest rows (`pipeline.engine.rows`), this is the first
-    operator. `sink`: the group ends the job and commits the batch as one part.
+    operator. `sink`: the group ends the job and commits the batch as one part. `last`: the shard
+    sink comes next, so the items' working data (`item.data`, never written) is not sent to it.
     """
 
-    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None):
+    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False):
         self.group = group
         self.from_rows = from_rows
         self.sink = sink
+        self.last = last or sink is not None
 
     def setup(self) -> None:
         for stage in self.group.stages:
@@ -81,16 +83,22 @@ class _GroupCall:
     def run(self, batch: pa.Table) -> pa.Table:
         items = items_from_rows(batch) if self.from_rows else batch_to_items(batch)
         if len(self.group.stages) == 1 and self.sink is None:
-            return items_to_batch(run_stage(self.group.stages[0], items))
-        run_group(self.group.stages, items, run_stage, drop_data=self.sink is not None)
-        return items_to_batch(items) if self.sink is None else part_summary_table(items, self.sink)
+            items = run_stage(self.group.stages[0], items)
+        else:
+            run_group(self.group.stages, items, run_stage, drop_data=self.last)
+        if self.sink is not None:
+            return part_summary_table(items, self.sink)
+        if self.last:
+            for item in items:
+                item.data.clear()
+        return items_to_batch(items)
 
 
 class _StageTask(_GroupCall):
     """Callable instance: Ray runs it as a stateless task per batch (setup once per worker process)."""
 
-    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None):
-        super().__init__(group, from_rows, sink)
+    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False):
+        super().__init__(group, from_rows, sink, last)
         self._ready = False
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -103,8 +111,8 @@ class _StageTask(_GroupCall):
 class _StageActor(_GroupCall):
     """Callable class: Ray keeps a pool of these actors, each with its model loaded once."""
 
-    def __init__(self, group: StageGroup, from_rows: bool = False):
-        super().__init__(group, from_rows)
+    def __init__(self, group: StageGroup, from_rows: bool = False, last: bool = False):
+        super().__init__(group, from_rows, last=last)
         self.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -160,12 +168,13 @@ def apply_group(
     from_rows: bool = False,
     sink: SinkConfig | None = None,
     rows_per_part: int | None = None,
+    last: bool = False,
 ) -> ray.data.Dataset:
     """`group` as a Ray Data operator; `actor_restarts` False: a dead actor fails the job instead of restarting.
 
     `from_rows`: the input is the manifest's row blocks (the first operator). `sink` (a group that
     commits): each batch of `rows_per_part` rows is written as one part, and the operator's output
-    is one summary row per part.
+    is one summary row per part. `last`: the separate shard sink follows (see `_GroupCall`).
 
     Ray Data passes every actor pool its DataContext and map function as object-store references;
     with restarts on, Ray 2.60 logs an error line per driver ("has constructor arguments in the
@@ -191,7 +200,7 @@ def apply_group(
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
             return ds.map_batches(
                 _named(_StageActor, group.name),
-                fn_constructor_args=(group, from_rows),
+                fn_constructor_args=(group, from_rows, last),
                 concurrency=res.actors,
                 num_gpus=res.num_gpus or None,
                 **restarts,
@@ -200,7 +209,7 @@ def apply_group(
     if res.num_gpus:  # CPU tasks keep Ray Data's unbounded retries (node loss); they hold no CUDA context
         common["num_gpus"] = res.num_gpus
         common["max_retries"] = STICKY_RETRIES
-    return ds.map_batches(_named(_StageTask, group.name)(group, from_rows, sink), **common)
+    return ds.map_batches(_named(_StageTask, group.name)(group, from_rows, sink, last), **common)
 
 
 def apply_sink(ds: ray.data.Dataset, config: SinkConfig, rows_per_shard: int) -> ray.data.Dataset:

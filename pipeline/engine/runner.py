@@ -284,7 +284,7 @@ def _execute(
     for position, group in enumerate(groups):
         restarts = wants_actor_restarts(group.stages[0], options.address, options.actor_restarts)
         ds = apply_group(ds, group, actor_restarts=restarts, from_rows=position == 0,
-                         sink=sink if group.commits else None, rows_per_part=rows_per_part)
+                         sink=sink if group.commits else None, rows_per_part=rows_per_part, last=position == len(groups) - 1)
     if not groups[-1].commits:
         ds = apply_sink(ds, sink, rows_per_part)
     totals = RunTotals(streaming_since=time.time())
