@@ -20,6 +20,7 @@ from pipeline.io.manifest import Column, ManifestNotFoundError
 from pipeline.io.output import STATE, OutputDir
 from pipeline.io.tar_source import TarSourceError, build_tar_manifest, is_tar_input
 from pipeline.stages.decode import TRUNCATED_FIELD
+from pipeline.stages.mirror_encode import MirrorEncodeStage
 from pipeline.stages.model_checks import CheckpointError, WeightsUnavailableError, check_checkpoints
 from pipeline.stages.normalize import DEFAULT_NORMALIZE, NORMALIZE_MODES, NormalizeStage
 from pipeline.stages.speechsr import SpeechSRStage
@@ -55,6 +56,14 @@ UPSAMPLE_INDEX_FIELDS = [
     pa.field("language", pa.string()),
     TRUNCATED_FIELD,
 ]
+# The mirror layout (one output tar per input tar): one index row per sample; the scalar columns
+# describe its first upsampled member, `member_facts` every member ({written ext: facts}).
+MIRROR_INDEX_FIELDS = [
+    *UPSAMPLE_INDEX_FIELDS,
+    pa.field("audio_members", pa.list_(pa.string())),
+    pa.field("member_facts", pa.string()),
+]
+LAYOUTS = ("shards", "mirror")
 
 
 def upsample_job(
@@ -72,8 +81,16 @@ def upsample_job(
     max_seconds: float | None = 3600.0,
     cpus_per_task: float = 1.0,
     download_timeout: float = 60.0,
+    layout: str = "shards",
+    audio_ext: str | None = None,
+    audio_member: str | None = None,
 ) -> Job:
-    """Resolve the SpeechSR weights now (download, or `WeightsUnavailableError` on the driver), then build the job."""
+    """Resolve the SpeechSR weights now (download, or `WeightsUnavailableError` on the driver), then build the job.
+
+    layout: ``shards`` (our WebDataset shards, keys from ids) or ``mirror`` (one tar per input tar,
+    run by `pipeline.engine.mirror_runner.run_mirror_job`); audio_ext / audio_member: mirror only,
+    the extension written for upsampled members (None keeps each one's) and the one member to upsample.
+    """
     from hierspeech.checkpoint import sha256_file
     from hierspeech.speechsr import SpeechSR, SpeechSRConfig
     from hierspeech.weights import WeightsError, resolve_speechsr_checkpoint
@@ -83,6 +100,10 @@ def upsample_job(
         raise ConfigError(f"SpeechSR outputs 24000 or 48000 Hz, not {sample_rate}")
     if normalize not in NORMALIZE_MODES:
         raise ConfigError(f"unknown normalization {normalize!r}; use one of {NORMALIZE_MODES}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    if layout != "mirror" and (audio_ext or audio_member):
+        raise ConfigError("--audio-ext and --audio-member apply to --layout mirror only")
     try:
         path = resolve_speechsr_checkpoint(variant, checkpoint, timeout=download_timeout)
     except WeightsError as exc:
@@ -105,17 +126,22 @@ def upsample_job(
                           window=window,
                           resources=Resources(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, actors=actors)),
             NormalizeStage(normalize, resources=Resources(num_cpus=cpus_per_task)),
-            UpsampleEncodeStage(model_record, bits=bits, resources=Resources(num_cpus=cpus_per_task)),
+            MirrorEncodeStage(model_record, bits=bits, resources=Resources(num_cpus=cpus_per_task)) if layout == "mirror"
+            else UpsampleEncodeStage(model_record, bits=bits, resources=Resources(num_cpus=cpus_per_task)),
         ]
+
+    options = {"sample_rate": int(sample_rate), "normalize": normalize, "bits": bits, "channel_policy": channel_policy,
+               "max_seconds": max_seconds, "checkpoint_sha256": sha}
+    if layout == "mirror":  # only then: a shards output of an earlier version resumes with the same record
+        options.update({"layout": layout, "audio_ext": audio_ext, "audio_member": audio_member})
 
     return Job(
         name="upsample",
         build_stages=build,
-        index_fields=UPSAMPLE_INDEX_FIELDS,
+        index_fields=MIRROR_INDEX_FIELDS if layout == "mirror" else UPSAMPLE_INDEX_FIELDS,
         extra_columns=UPSAMPLE_COLUMNS,
         internal_manifest=INPUT_MANIFEST,
-        output_options={"sample_rate": int(sample_rate), "normalize": normalize, "bits": bits,
-                        "channel_policy": channel_policy, "max_seconds": max_seconds, "checkpoint_sha256": sha},
+        output_options=options,
     )
 
 

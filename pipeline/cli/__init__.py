@@ -265,20 +265,38 @@ def export_upstream_command(output: str, to_dir: Path, name: str, test_count: in
 @click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=None, help="Output audio per model call (memory budget, ~90 MB per second at 48 kHz). Default: one window per call on CPU (fastest there), 10 s on GPU. Does not change results.")
 @click.option("--channels", "channel_policy", type=click.Choice(["first", "mean"]), default="first", show_default=True)
 @click.option("--max-seconds", type=float, default=3600.0, show_default=True, help="Reject inputs longer than this.")
+@click.option("--layout", type=click.Choice(["shards", "mirror"]), default="shards", show_default=True, help="shards: our WebDataset shards (keys from ids); mirror (tar input): one output tar per input tar, same names, keys, order and companions, audio replaced in place.")
+@click.option("--audio-ext", type=click.Choice(["flac"]), default=None, help="--layout mirror: write upsampled members as FLAC (default: keep each member's extension and format).")
+@click.option("--audio-member", default=None, metavar="EXT", help="--layout mirror: upsample only this member of each sample (e.g. wav); default: every audio member.")
 @run_options
 def upsample(input_spec: str, output: str, sample_rate: str, normalize: str, bits: str, checkpoint: str | None,
              actors: int, gpus_per_actor: float, cpus_per_actor: float, batch_seconds: float | None, channel_policy: str,
-             max_seconds: float, **kwargs) -> None:
-    """Upsample 16 kHz speech to 48/24 kHz FLAC with SpeechSR.
+             max_seconds: float, layout: str, audio_ext: str | None, audio_member: str | None, **kwargs) -> None:
+    """Upsample 16 kHz speech to 48/24 kHz with SpeechSR.
 
     INPUT is a Parquet manifest (any rate: resampled to 16 kHz first) or WebDataset tar shards: a
-    directory, a glob or a brace pattern (quote it); non-audio members pass through unchanged.
+    directory, a glob, a brace pattern (quote it) or a list file (.txt) of tar paths/URLs;
+    non-audio members pass through unchanged.
     """
+    from pipeline.io.tar_source import is_tar_input
     from pipeline.upsample import input_manifest, upsample_job
 
+    if layout == "mirror" and not is_tar_input(input_spec):
+        raise click.UsageError(f"--layout mirror mirrors tar shards, and INPUT {input_spec!r} is a manifest; "
+                               "pass tar shards (folder, glob, brace pattern or list file) or drop --layout mirror")
+    if layout != "mirror" and (audio_ext or audio_member):
+        raise click.UsageError(f"{'--audio-ext' if audio_ext else '--audio-member'} applies to --layout mirror only")
     job = upsample_job(int(sample_rate), normalize=normalize, bits=int(bits), checkpoint=checkpoint, actors=actors,
                        gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_seconds=batch_seconds,
-                       channel_policy=channel_policy, max_seconds=max_seconds)
+                       channel_policy=channel_policy, max_seconds=max_seconds, layout=layout, audio_ext=audio_ext,
+                       audio_member=audio_member)
+    if layout == "mirror":
+        from pipeline.engine.mirror_runner import run_mirror_job
+
+        summary = run_mirror_job(job, input_spec, output, make_run_options(**kwargs))
+        if not summary["complete"]:
+            raise SystemExit(3)
+        return
     manifest_path = input_manifest(input_spec, output)
     _run(job, manifest_path, output, make_run_options(**kwargs))
 
