@@ -204,7 +204,9 @@ def _execute(job: Job, todo: list[TarPlan], out: OutputDir, run_id: str, options
     items = _items(todo)
     totals = MirrorTotals()
     if items:
-        ds = stream_through_stages(job, items, options)
+        line = (f"  {'stage_members':<14} {'tasks':<16} then one commit task per tar: {len(todo)} mirrored tar(s), "
+                f"{len(items)} member(s) to upsample")
+        ds = stream_through_stages(job, items, options, sink_line=line)
         ds = ds.map_batches(_named(MirrorStagingSink, "stage_members")(config), batch_size=STAGE_BATCH_ROWS,
                             batch_format="pyarrow", num_cpus=0.5)
         staged = dict.fromkeys(expected, 0)

@@ -286,8 +286,11 @@ def _execute(
     return totals
 
 
-def stream_through_stages(job: Job, items: list[Item], options: RunOptions):
-    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned here)."""
+def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink_line: str | None = None):
+    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned here).
+
+    sink_line: how the plan printed at start describes the writer (default: the shard sink's line).
+    """
     import ray
     import ray.data
 
@@ -313,7 +316,7 @@ def stream_through_stages(job: Job, items: list[Item], options: RunOptions):
     notes += fit_stage_resources(stages, options.device)
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    _print_plan(job, stages, len(items), options, ray.cluster_resources())
+    _print_plan(job, stages, len(items), options, ray.cluster_resources(), sink_line)
 
     block_rows = max(1, options.block_rows)
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
@@ -323,11 +326,11 @@ def stream_through_stages(job: Job, items: list[Item], options: RunOptions):
     return ds
 
 
-def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:
+def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None) -> None:
     """The final (overridden, fitted) resources of every stage and what the cluster has."""
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
-        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows",
+        f"[{job.name}] plan: {rows} rows" + ("" if sink_line else f" -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows"),
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
     for stage in stages:
@@ -335,5 +338,5 @@ def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[
         kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
         memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
         lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
-    lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+    lines.append(sink_line or f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
     print("\n".join(lines), file=sys.stderr)
