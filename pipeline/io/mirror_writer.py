@@ -15,7 +15,7 @@ import io
 import posixpath
 import tarfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pipeline.io.output import TMP_PREFIX, OutputDir
 from pipeline.io.shards import open_shard, split_member
@@ -29,6 +29,20 @@ def _header(info: tarfile.TarInfo, name: str, size: int) -> tarfile.TarInfo:
     header.mode = info.mode
     header.uid, header.gid, header.uname, header.gname = info.uid, info.gid, info.uname, info.gname
     return header
+
+
+def _members(reader: tarfile.TarFile, plan: TarPlan) -> Iterator[tarfile.TarInfo]:
+    """The tar's headers in order; a tar the plan found truncated ends where its data ends."""
+    members = iter(reader)
+    while True:
+        try:
+            yield next(members)
+        except StopIteration:
+            return
+        except tarfile.ReadError:
+            if plan.truncated:
+                return
+            raise
 
 
 def write_mirror_tar(plan: TarPlan, out: OutputDir, written_keys: set[str], replacement: Callable[[str, str], bytes]) -> int:
@@ -52,7 +66,7 @@ def write_mirror_tar(plan: TarPlan, out: OutputDir, written_keys: set[str], repl
             out.fs.open_output_stream(tmp) as stream,
             tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as writer,
         ):
-            for info in reader:
+            for info in _members(reader, plan):
                 if not info.isfile():
                     continue
                 split = split_member(info.name)

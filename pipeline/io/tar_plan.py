@@ -58,6 +58,7 @@ class TarPlan:
     samples: list[MirrorSample]
     loose_members: list[str] = field(default_factory=list)  # safe names without an extension: passed through
     dropped_members: list[str] = field(default_factory=list)  # directories and unsafe loose names: not written
+    truncated: bool = False  # the file ends inside its last member's data (that sample is refused)
 
     @property
     def upsample_count(self) -> int:
@@ -109,40 +110,55 @@ def plan_tar(tar_path: str, name: str, *, audio_member: str | None = None, audio
             size = handle.tell()
             handle.seek(0)
             with tarfile.open(fileobj=handle, mode="r:") as tar:
-                for info in tar:
-                    _add_member(info, samples, loose, dropped, size)
+                truncated = False
+                members = iter(tar)
+                while True:
+                    try:
+                        info = next(members)
+                    except StopIteration:
+                        break
+                    except tarfile.ReadError:
+                        if truncated:  # the tar ends inside the member just refused: nothing follows
+                            break
+                        raise
+                    truncated = _add_member(info, samples, loose, dropped, size) or truncated
                 end = tar.offset
-            _check_trailer(handle, end, size, tar_path)
+            if not truncated:
+                _check_trailer(handle, end, size, tar_path)
     except (tarfile.TarError, OSError) as exc:
         raise ShardReadError(f"cannot read tar {tar_path}: {exc}") from exc
     for sample in samples.values():
         _choose_audio(sample, audio_member, audio_ext)
-    return TarPlan(tar_path, name, mirror_part(name), size, list(samples.values()), loose, dropped)
+    return TarPlan(tar_path, name, mirror_part(name), size, list(samples.values()), loose, dropped, truncated)
 
 
-def _add_member(info: tarfile.TarInfo, samples: dict[str, MirrorSample], loose: list[str], dropped: list[str], size: int) -> None:
+def _add_member(info: tarfile.TarInfo, samples: dict[str, MirrorSample], loose: list[str], dropped: list[str], size: int) -> bool:
+    """Add one header to the plan; True when the tar ends inside this member's data."""
     split = split_member(info.name)
     if info.isdir() or split is None:
         (loose if info.isfile() and not _unsafe_name(info.name) else dropped).append(info.name)
-        return
+        return info.offset_data + info.size > size
     key, ext = split
     sample = samples.setdefault(key, MirrorSample(key, len(samples)))
-    if (reason := unsafe_key_reason(key)) is not None:
-        sample.refuse("UnsafeKey", f"key {key!r} is not a safe tar path ({reason}); keys are kept verbatim, never rewritten, so the sample is not written")
+    if (reason := unsafe_key_reason(key) or unsafe_key_reason(info.name)) is not None:
+        sample.refuse("UnsafeKey", f"member {info.name!r}: its key is not a safe tar path ({reason}); keys are kept "
+                      "verbatim, never rewritten, so the sample is not written")
     if info.issym() or info.islnk():
         kind = "symbolic" if info.issym() else "hard"
         sample.refuse("LinkMember", f"member {info.name!r} is a {kind} link to {info.linkname!r}; links are never written, so the sample is not written")
-        return
+        return False
     if not info.isfile():
         sample.refuse("NotAFile", f"member {info.name!r} is not a regular file; the sample is not written")
-        return
+        return False
+    truncated = info.offset_data + info.size > size
     if ext in sample.members:
         sample.refuse("DuplicateMember", f"member {info.name!r} appears twice in the tar; the sample is not written")
-        return
-    if info.offset_data + info.size > size:
+        return truncated
+    if truncated:
         sample.refuse("TruncatedMember", f"member {info.name!r} declares {info.size} bytes but the tar ends "
                       f"{size - info.offset_data} bytes into it (truncated file?)")
     sample.members[ext] = (info.offset_data, info.size)
+    return truncated
 
 
 def _check_trailer(handle, end: int, size: int, tar_path: str) -> None:
