@@ -58,8 +58,7 @@ def write_mirror_tar(plan: TarPlan, out: OutputDir, written_keys: set[str], repl
     tmp = out.path(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}-{base}")
     written = 0
     with out.writing(final, tmp=tmp):
-        if folder:
-            out.fs.create_dir(out.path(folder), recursive=True)
+        out.fs.create_dir(out.path(folder), recursive=True)
         with (
             open_shard(plan.tar, stream=True) as source,
             tarfile.open(fileobj=source, mode="r|") as reader,
