@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+from pyarrow import fs as pafs
 
 from pipeline.engine.mirror_sink import MirrorConfig, StagedMembers, staging_dir
 from pipeline.engine.sink import StaleRunError, _parquet_bytes
@@ -81,7 +82,9 @@ def commit_tar(plan: TarPlan, config: MirrorConfig) -> dict[str, Any]:
         written = write_mirror_tar(plan, out, written_keys, staged.data)
     out.write_atomic(ERRORS, f"part-{plan.part}.parquet", _parquet_bytes(pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA)))
     out.write_atomic(INDEX, f"part-{plan.part}.parquet", _parquet_bytes(pa.Table.from_pylist(index_rows, schema=config.index_schema)))
-    out.fs.delete_dir_contents(staging_dir(out, config.run_id, plan.part), missing_dir_ok=True)
+    staged_folder = staging_dir(out, config.run_id, plan.part)
+    if out.fs.get_file_info(staged_folder).type != pafs.FileType.NotFound:
+        out.fs.delete_dir(staged_folder)
     return {
         "part": plan.part,
         "name": plan.name,

@@ -221,4 +221,6 @@ def _execute(job: Job, todo: list[TarPlan], out: OutputDir, run_id: str, options
                 if staged[part] == expected[part] and not deferred[part]:
                     pending.append(commit.remote(by_part[part], config))
     totals.tars = list(ray.get(pending))
+    if out.exists(STATE, STAGING, run_id):
+        out.fs.delete_dir(out.path(STATE, STAGING, run_id))  # a tar left for a later run (deferred rows) is redone from its start
     return totals
