@@ -30,6 +30,7 @@ from pipeline.engine.job import RunOptions
 from pipeline.engine.mirror_runner import run_mirror_job
 from pipeline.io.shards import AUDIO_EXTENSIONS
 from pipeline.io.tar_plan import mirror_part
+from pipeline.report.inspect import inspect_output
 from pipeline.upsample import upsample_job
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import tone, write_manifest
@@ -142,6 +143,8 @@ def test_mirror_24k_same_archive_then_resume_redoes_only_unfinished(tmp_path, ra
     assert index["libri-000001.tar/a.b/c.d/x1"]["key"] == "a.b/c.d/x1" and index["libri-000001.tar/z"]["row"] == 4
     assert (summary["tars_done"], summary["samples_without_audio"], summary["audio_members_out"]) == (2, 1, 7)
     assert json.loads((out / "summary.json").read_text())["layout"] == "mirror"
+    shards = inspect_output(str(out))["shards"]
+    assert [(s["shard"], s["samples"]) for s in shards] == [("libri-000000.tar", 5), ("libri-000001.tar", 2)]
 
     # A crash while the second tar was being committed: its index part is missing, a temporary tar and
     # staging files of the dead run are left. The re-run redoes that tar only; the first is not touched.
