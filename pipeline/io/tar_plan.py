@@ -6,7 +6,7 @@ members with their byte spans, the audio members to upsample (every ``flac``/``w
 ``ogg``/``opus`` member, or the one `audio_member` names), and, for a sample that cannot be written
 as it is, the reason it becomes an error row instead:
 
-- its key is not a safe tar path (absolute, a ``..`` component, a NUL, empty): keys are never
+- its key is not a safe tar path (absolute, a ``..`` component, a NUL, empty, not UTF-8): keys are never
   rewritten, so such a sample is refused, not renamed;
 - one of its members is a link (symbolic or hard) or not a regular file: links are never written;
 - a member appears twice, or the tar ends inside a member's data (a truncated download);
@@ -80,6 +80,10 @@ def unsafe_key_reason(key: str) -> str | None:
         return "absolute path"
     if ".." in key.split("/"):
         return "has a '..' component"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile keeps undecodable name bytes as surrogates; no index could hold them
+        return "not valid UTF-8"
     return None
 
 

@@ -63,7 +63,7 @@ def test_plan_refuses_unsafe_keys_links_duplicates_and_keeps_order(tmp_path):
     assert samples["quiet"].audio == [] and samples["quiet"].problem is None  # passes through
     assert plan.loose_members == ["README"] and plan.dropped_members == ["dir.d"]
     assert plan.upsample_count == 3  # x.wav, both.flac, both.wav
-    for key, reason in (("ok/k.ey", None), ("a/../b", "'..'"), ("/x", "absolute"), ("a\x00b", "NUL"), ("", "empty")):
+    for key, reason in (("ok/k.ey", None), ("a/../b", "'..'"), ("/x", "absolute"), ("a\x00b", "NUL"), ("", "empty"), ("a\udcff", "UTF-8")):
         assert (unsafe_key_reason(key) is None) if reason is None else reason in unsafe_key_reason(key)
 
     one = {s.key: s for s in plan_tar(plan.tar, "in.tar", audio_member="wav", audio_ext="flac").samples}
