@@ -210,7 +210,7 @@ def test_mirror_driver_sigkill_then_rerun_redoes_only_unfinished_tars(tmp_path, 
     for shard in range(5):
         with wds.TarWriter(str(d / f"part-{shard}.tar")) as writer:
             for i in range(6):
-                writer.write({"__key__": f"s{shard}/u.{i}", "wav": _audio(0.3, "WAV", 200 + 10 * i), "txt": f"{shard}-{i}"})
+                writer.write({"__key__": f"s{shard}.d/u_{i}", "wav": _audio(0.3, "WAV", 200 + 10 * i), "txt": f"{shard}-{i}"})
     out = tmp_path / "out"
     env = {**_env(), "HSP_WEIGHTS_DIR": str(reference_dir / "weights")}
     log = open(tmp_path / "killed.log", "wb")  # noqa: SIM115 -- closed below; a pipe could fill and stall the driver
