@@ -145,7 +145,8 @@ def run_mirror_job(job: Job, spec: str, out_root: str | Path, options: RunOption
             "tars_this_run": len(totals.tars),
             "audio_seconds_this_run": totals.seconds_in,
             "output_audio_seconds_this_run": totals.seconds_out,
-            "rows_this_run": members,
+            "rows_this_run": sum(len(plan.samples) for plan in todo),  # samples of the tars redone
+            "members_this_run": members,  # audio members upsampled
             "rows_deferred_this_run": totals.deferred,
             "deferred_ids": totals.deferred_ids,
             "stage_metrics": totals.stage_metrics,
