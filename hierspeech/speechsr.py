@@ -13,38 +13,47 @@ State-dict names and shapes equal the official checkpoints (prefix ``dec.``), wh
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.common import WNConv1d, get_padding
 from hierspeech.modules.resize import apply_resize, resize_positions
 from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.snake import SnakeBeta
+from hierspeech.pretrained import PretrainedModel
 
 INPUT_SAMPLING_RATE = 16000
 
 
 @dataclass(frozen=True)
-class SpeechSRConfig:
-    """The parts of the official SpeechSR ``config.json`` that define the network."""
+class SpeechSRConfig(ModelConfig):
+    """SpeechSR hyper-parameters: ``data.sampling_rate`` and the ``model`` section of the official
+    ``config.json``. `resblock`, `upsample_kernel_sizes` and `use_spectral_norm` are read so the
+    section round-trips; the network does not use them (it always builds the official ``AMPBlock0``,
+    interpolates instead of a transposed convolution, and has no discriminator)."""
+
+    KIND: ClassVar[str] = "SpeechSR"
 
     sampling_rate: int = 48000
+    resblock: str = "0"
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
     resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     upsample_rates: tuple[int, ...] = (3,)
     upsample_initial_channel: int = 32
+    upsample_kernel_sizes: tuple[int, ...] = (3,)
+    use_spectral_norm: bool = False
     input_sampling_rate: int = INPUT_SAMPLING_RATE
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._freeze_sequences(
+            "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_kernel_sizes"
+        )
         if len(self.upsample_rates) != 1:
             raise ValueError(
                 f"SpeechSR has exactly one interpolation stage; config gives upsample_rates={self.upsample_rates}"
@@ -67,26 +76,12 @@ class SpeechSRConfig:
         return f"{self.sampling_rate // 1000}k"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SpeechSRConfig:
-        """From the official JSON layout (``{"data": {...}, "model": {...}, ...}``)."""
-        try:
-            model, audio = data["model"], data["data"]
-            return cls(
-                sampling_rate=int(audio["sampling_rate"]),
-                resblock_kernel_sizes=tuple(int(k) for k in model["resblock_kernel_sizes"]),
-                resblock_dilation_sizes=tuple(tuple(int(d) for d in ds) for ds in model["resblock_dilation_sizes"]),
-                upsample_rates=tuple(int(u) for u in model["upsample_rates"]),
-                upsample_initial_channel=int(model["upsample_initial_channel"]),
-                extra=dict(data),
-            )
-        except KeyError as exc:
-            raise ValueError(f"not a SpeechSR config: missing key {exc}") from exc
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> SpeechSRConfig:
-        """Read an official SpeechSR ``config.json``."""
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        model_fields = field_names(cls) - {"sampling_rate", "input_sampling_rate"}
+        return {
+            "sampling_rate": int(reader.take("data", "sampling_rate")),
+            **reader.take_fields("model", model_fields),
+        }
 
 
 class AMPBlock(nn.Module):
@@ -193,46 +188,19 @@ class SpeechSRGenerator(nn.Module):
             return self.decode(apply_resize(h, left, right, w_left, w_right))
 
 
-class SpeechSR(nn.Module):
-    """SpeechSR super-resolution, 16 kHz -> 24 kHz or 48 kHz, state-dict compatible with the official files."""
+class SpeechSR(PretrainedModel):
+    """SpeechSR super-resolution, 16 kHz -> 24 kHz or 48 kHz, state-dict compatible with the official files.
+
+    Loads the official ``G_*.pth`` (``{'model': state_dict, ...}``) through `PretrainedModel`'s doors.
+    """
+
+    config_class = SpeechSRConfig
+    checkpoint_key = "model"
 
     def __init__(self, config: SpeechSRConfig) -> None:
         super().__init__()
         self.config = config
         self.dec = SpeechSRGenerator(config)
-
-    @classmethod
-    def from_config(cls, config: SpeechSRConfig) -> SpeechSR:
-        """Build with random weights (alias-free filters are computed, as in the checkpoints)."""
-        return cls(config)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, config: SpeechSRConfig | str | Path | None = None) -> SpeechSR:
-        """Load an official ``G_*.pth`` (``{'model': state_dict, ...}``) strictly, on CPU, in eval mode.
-
-        `config`: a SpeechSRConfig, a path to its config.json, or None for the ``config.json`` beside the
-        checkpoint. Safe to call inside ``torch.inference_mode()``.
-        """
-        config = cls._resolve_config(path, config)
-        return build_and_load(lambda: cls.from_config(config), path, container_key="model")
-
-    @classmethod
-    def check_pretrained(cls, path: str | Path, config: SpeechSRConfig | str | Path | None = None) -> None:
-        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config)
-        check_checkpoint(lambda: cls.from_config(config), path, container_key="model")
-
-    @staticmethod
-    def _resolve_config(path: str | Path, config: SpeechSRConfig | str | Path | None) -> SpeechSRConfig:
-        if isinstance(config, SpeechSRConfig):
-            return config
-        if config is None:
-            config = Path(path).with_name("config.json")
-            if not config.is_file():
-                raise FileNotFoundError(
-                    f"no config.json beside {path}; pass config= (the official speechsr config.json)"
-                )
-        return SpeechSRConfig.from_json(config)
 
     @property
     def sampling_rate(self) -> int:
@@ -246,13 +214,6 @@ class SpeechSR(nn.Module):
     def receptive_radius(self) -> int:
         """Output-rate samples of context on each side that one output of the output-rate half needs."""
         return self.dec.radius()
-
-    def fuse_weight_norm(self) -> SpeechSR:
-        """Inference only: compute every weight-normed conv weight once (state dict unchanged)."""
-        for module in self.modules():
-            if isinstance(module, WNConv1d):
-                module.fuse_weight_norm()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) float32 at 16 kHz -> (B, 1, T_out) at `sampling_rate`, values in [-1, 1]."""

@@ -11,33 +11,36 @@ inference paths keep the official names and argument order; beyond the official 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
 from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.style_encoder import StyleEncoder
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
+from hierspeech.pretrained import PretrainedModel
 from hierspeech.vocoder import Generator, SourceNetwork
 
 W2V_CHANNELS = 1024
 F0_FRAMES_PER_W2V_FRAME = 4
 
 
-@dataclass
-class SynthesizerConfig:
-    """Hyper-parameters of the synthesizer, as the official `inference.py` derives them from config.json."""
+@dataclass(frozen=True)
+class SynthesizerConfig(ModelConfig):
+    """Hyper-parameters of the synthesizer, as the official `inference.py` derives them from config.json:
+    the ``model`` section, plus `spec_channels` (``data.filter_length // 2 + 1``), `segment_size`
+    (``train.segment_size // data.hop_length``) and the rates of ``data``. `n_layers_q`,
+    `use_spectral_norm` and `wav2vec_feature_layer` are official ``model`` keys the network does not
+    use (the w2v layer is the front-end's, `hierspeech.w2v.FEATURE_LAYER`)."""
+
+    KIND: ClassVar[str] = "synthesizer"
 
     spec_channels: int = 641
     segment_size: int = 192
@@ -49,11 +52,14 @@ class SynthesizerConfig:
     kernel_size: int = 3
     p_dropout: float = 0.1
     resblock: str = "1"
-    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
-    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5]] * 3)
-    upsample_rates: list[int] = field(default_factory=lambda: [4, 5, 4, 2, 2])
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    upsample_rates: tuple[int, ...] = (4, 5, 4, 2, 2)
     upsample_initial_channel: int = 512
-    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [8, 11, 8, 4, 4])
+    upsample_kernel_sizes: tuple[int, ...] = (8, 11, 8, 4, 4)
+    n_layers_q: int = 3
+    use_spectral_norm: bool = False
+    wav2vec_feature_layer: int = 7
     gin_channels: int = 256
     prosody_size: int = 20
     uncond_ratio: float = 0.0
@@ -61,30 +67,23 @@ class SynthesizerConfig:
     sampling_rate: int = 16000
     hop_length: int = 320
     n_mel_channels: int = 80
-    # Keys of the official "model" section that the network does not use (n_layers_q, ...).
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> SynthesizerConfig:
-        """From the official config.json content (sections "data", "train", "model")."""
-        data, train, model = config["data"], config["train"], dict(config["model"])
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in model.items() if k in names}
-        extra = {k: v for k, v in model.items() if k not in names}
-        return cls(
-            spec_channels=data["filter_length"] // 2 + 1,
-            segment_size=train["segment_size"] // data["hop_length"],
-            sampling_rate=data["sampling_rate"],
-            hop_length=data["hop_length"],
-            n_mel_channels=data["n_mel_channels"],
-            extra=extra,
-            **known,
+    def __post_init__(self) -> None:
+        self._freeze_sequences(
+            "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_kernel_sizes"
         )
 
     @classmethod
-    def from_json(cls, path: str | Path) -> SynthesizerConfig:
-        """Read an official config.json."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        hop_length = int(reader.take("data", "hop_length"))
+        derived = {
+            "spec_channels": int(reader.take("data", "filter_length")) // 2 + 1,
+            "segment_size": int(reader.take("train", "segment_size")) // hop_length,
+            "sampling_rate": int(reader.take("data", "sampling_rate")),
+            "hop_length": hop_length,
+            "n_mel_channels": int(reader.take("data", "n_mel_channels")),
+        }
+        return {**reader.take_fields("model", field_names(cls) - set(derived)), **derived}
 
     @property
     def samples_per_frame(self) -> int:
@@ -92,8 +91,13 @@ class SynthesizerConfig:
         return math.prod(self.upsample_rates)
 
 
-class Synthesizer(nn.Module):
-    """The official SynthesizerTrn's modules, with explicit-noise, batch-capable inference."""
+class Synthesizer(PretrainedModel):
+    """The official SynthesizerTrn's modules, with explicit-noise, batch-capable inference.
+
+    Loads an official raw state-dict file (e.g. ``hierspeechpp_v2_ckpt.pth``) through `PretrainedModel`.
+    """
+
+    config_class = SynthesizerConfig
 
     def __init__(self, config: SynthesizerConfig) -> None:
         super().__init__()
@@ -139,48 +143,6 @@ class Synthesizer(nn.Module):
             # Learned "unconditional" style for classifier-free guidance; row 0 is the null embedding.
             self.emb = nn.Embedding(1, c.gin_channels)
             nn.init.normal_(self.emb.weight, 0.0, c.gin_channels**-0.5)
-
-    @classmethod
-    def from_config(cls, config: SynthesizerConfig) -> Synthesizer:
-        """Build with random weights, in eval mode."""
-        return cls(config).eval()
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, config: SynthesizerConfig | str | Path | None = None
-    ) -> Synthesizer:
-        """Load an official raw state-dict file (e.g. hierspeechpp_v2_ckpt.pth) strictly, on CPU, eval().
-
-        `config`: a SynthesizerConfig, a path to config.json, or None for the config.json beside `path`.
-        Safe to call inside ``torch.inference_mode()`` (see `hierspeech.checkpoint.build_and_load`).
-        """
-        config = cls._resolve_config(path, config)
-        return build_and_load(lambda: cls(config), path)
-
-    @classmethod
-    def check_pretrained(cls, path: str | Path, config: SynthesizerConfig | str | Path | None = None) -> None:
-        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config)
-        check_checkpoint(lambda: cls(config), path)
-
-    @staticmethod
-    def _resolve_config(path: str | Path, config: SynthesizerConfig | str | Path | None) -> SynthesizerConfig:
-        if isinstance(config, SynthesizerConfig):
-            return config
-        config_path = Path(config) if config is not None else Path(path).with_name("config.json")
-        if not config_path.is_file():
-            raise FileNotFoundError(f"synthesizer config not found: {config_path}; put config.json beside the checkpoint or pass config=")
-        return SynthesizerConfig.from_json(config_path)
-
-    def fuse_weight_norm(self) -> Synthesizer:
-        """Inference speed-up: compute every weight-normed kernel once instead of at each call.
-
-        Call it after moving the model to its device and after loading weights; returns self.
-        """
-        for module in self.modules():
-            if hasattr(module, "fuse_weight_norm") and module is not self:
-                module.fuse_weight_norm()
-        return self
 
     # ----------------------------------------------------------------------------------------- inference
 

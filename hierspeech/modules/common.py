@@ -35,7 +35,8 @@ class _WeightNormMixin:
         del self.weight  # the parameter; `weight` becomes a computed attribute
         self.weight_g = nn.Parameter(_norm_except_dim0(weight).clone())
         self.weight_v = nn.Parameter(weight.clone())
-        self._fused_weight = None
+        # A non-persistent buffer: it follows .to(device) and stays out of the state dict.
+        self.register_buffer("_fused_weight", None, persistent=False)
         self._register_load_state_dict_pre_hook(self._drop_fused_on_load)
 
     def _drop_fused_on_load(self, *args, **kwargs) -> None:
@@ -50,15 +51,12 @@ class _WeightNormMixin:
     def fuse_weight_norm(self) -> None:
         """Inference only: compute the weight once and reuse it (gradients no longer reach g and v).
 
-        The state dict keeps ``weight_g``/``weight_v``; loading a new state dict clears the cache.
+        The state dict keeps ``weight_g``/``weight_v``; loading a new state dict clears the cache, and the
+        cache moves with the module (``.to(device)``) as a non-persistent buffer.
         """
         with torch.no_grad():
             self._fused_weight = None
             self._fused_weight = self.compute_weight().detach().clone()
-
-    def unfuse_weight_norm(self) -> None:
-        """Go back to recomputing the weight from ``weight_g``/``weight_v`` on every call."""
-        self._fused_weight = None
 
 
 class WNConv1d(_WeightNormMixin, nn.Conv1d):

@@ -68,7 +68,9 @@ def test_config_is_built_like_official_inference(config) -> None:
     assert config.segment_size == 192  # segment_size // hop_length
     assert config.cfg and config.gin_channels == 256
     assert config.samples_per_frame == 320
-    assert config.extra == {"n_layers_q": 3, "use_spectral_norm": False, "wav2vec_feature_layer": 7}
+    # official model keys the network does not use are fields too: nothing is unknown
+    assert (config.n_layers_q, config.use_spectral_norm, config.wav2vec_feature_layer) == (3, False, 7)
+    assert config.unknown_keys == ()
 
 
 def test_state_dict_equals_manifest(model, reference_dir) -> None:
