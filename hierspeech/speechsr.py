@@ -13,7 +13,6 @@ State-dict names and shapes equal the official checkpoints (prefix ``dec.``), wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,7 +21,9 @@ from torch import nn
 
 from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.modules.alias_free import Activation1d
-from hierspeech.modules.common import WNConv1d, get_padding
+from hierspeech.modules.amp_block import AMPBlock, multi_receptive_field, multi_receptive_field_radius
+from hierspeech.modules.common import WNConv1d
+from hierspeech.modules.receptive_field import activation_radius, conv_radius
 from hierspeech.modules.resize import apply_resize, resize_positions
 from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.snake import SnakeBeta
@@ -84,63 +85,6 @@ class SpeechSRConfig(ModelConfig):
         }
 
 
-class AMPBlock(nn.Module):
-    """Residual block of anti-aliased SnakeBeta + dilated conv pairs (official ``AMPBlock0``).
-
-    ``x <- x + conv2(act(conv1_d(act(x))))`` for each dilation ``d``; length-preserving.
-    """
-
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
-            for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations
-        )
-        self.activations = nn.ModuleList(
-            Activation1d(SnakeBeta(channels, alpha_logscale=True)) for _ in range(2 * len(dilations))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T)."""
-        inplace = not torch.is_grad_enabled()
-        for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
-            # Activation outputs go straight into a convolution, so they may live in scratch memory.
-            y = conv1(self.activations[2 * i](x, scratch_output=inplace))
-            y = conv2(self.activations[2 * i + 1](y, scratch_output=inplace))
-            x = y.add_(x) if inplace else y + x
-        return x
-
-    def radius(self) -> int:
-        """Samples of context each output needs on either side (same on both sides)."""
-        total = 0
-        for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
-            total += activation_radius(self.activations[2 * i]) + conv_radius(conv1)
-            total += activation_radius(self.activations[2 * i + 1]) + conv_radius(conv2)
-        return total
-
-
-def conv_radius(conv: nn.Conv1d) -> int:
-    """Context of a stride-1 'same' convolution on each side."""
-    return conv.dilation[0] * (conv.kernel_size[0] - 1) // 2
-
-
-def activation_radius(act: Activation1d) -> int:
-    """Input samples on either side that one output of an `Activation1d` depends on (max of both sides).
-
-    Upsampled sample ``n`` reads padded inputs ``s - pad .. s`` with ``s = (n + o) // r``,
-    ``o = (K_up - r) // 2``; output ``k`` reads upsampled ``r k - pad_left .. r k + K_down - 1 - pad_left``.
-    """
-    up, low = act.upsample, act.downsample.lowpass
-    r, off = up.ratio, (up.kernel_size - up.ratio) // 2
-    k = 10 * r * (up.kernel_size + low.kernel_size)  # any output far from both ends
-    first = (r * k - low.pad_left + off) // r - up.pad
-    last = (r * k + low.kernel_size - 1 - low.pad_left + off) // r
-    return max(k - first, last - k)
-
-
 class SpeechSRGenerator(nn.Module):
     """The official ``dec`` module. Split in two halves so windows of a long signal can be processed."""
 
@@ -163,17 +107,14 @@ class SpeechSRGenerator(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Output-rate half: (B, C, L) hidden features -> (B, 1, L) waveform in [-1, 1]."""
         inplace = not torch.is_grad_enabled()
-        out = self.resblocks[0](z)
-        for block in self.resblocks[1:]:
-            out = out.add_(block(z)) if inplace else out + block(z)
-        out = out.div_(len(self.resblocks)) if inplace else out / len(self.resblocks)
+        out = multi_receptive_field(self.resblocks, z)
         out = self.conv_post(self.activation_post(out, scratch_output=inplace))
         return out.tanh_() if inplace else torch.tanh(out)
 
     def radius(self) -> int:
         """Context (output-rate samples, each side) that `decode` needs for one output sample."""
         return (
-            max(block.radius() for block in self.resblocks)
+            multi_receptive_field_radius(self.resblocks)
             + activation_radius(self.activation_post)
             + conv_radius(self.conv_post)
         )

@@ -23,7 +23,7 @@ from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
 from hierspeech.modules.scratch import reuse_scratch
-from hierspeech.modules.style_encoder import StyleEncoder
+from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
 from hierspeech.pretrained import PretrainedModel
 from hierspeech.vocoder import Generator, SourceNetwork
@@ -148,8 +148,7 @@ class Synthesizer(PretrainedModel):
 
     def style(self, trg_mel: Tensor, trg_length: Tensor) -> Tensor:
         """Style vectors of target mels (B, 80, T') with lengths (B,) -> (B, gin, 1). Padding-invariant."""
-        trg_mask = frame_mask(trg_length, trg_mel.size(2), trg_mel.dtype)
-        return self.emb_g(trg_mel, trg_mask).unsqueeze(-1)
+        return self.emb_g.embed(trg_mel, trg_length)
 
     def null_style(self, batch: int) -> Tensor:
         """The learned unconditional style (cfg models), (batch, gin, 1)."""
@@ -254,17 +253,11 @@ class Synthesizer(PretrainedModel):
 
         trg_mel (2B, 80, T') holds the B original target mels followed by the B denoised ones (B = 1: the
         official [original, denoised] pair); trg_length (2B,). The style is
-        (1 - denoise_ratio) * g_original + denoise_ratio * g_denoised. `uncond` is accepted and, as in the
-        official code, has no effect here. Other arguments and the output as in `voice_conversion`.
+        (1 - denoise_ratio) * g_original + denoise_ratio * g_denoised (`blend_styles`). `uncond` is
+        accepted and, as in the official code, has no effect here. Other arguments and the output as in
+        `voice_conversion`.
         """
         del uncond  # the official method computes a null style and never uses it
-        batch = src.size(0)
-        if trg_mel.size(0) != 2 * batch:
-            raise ValueError(
-                f"trg_mel must stack {batch} original and {batch} denoised target mels ({2 * batch} items), "
-                f"got {trg_mel.size(0)}; without a denoiser pass each original twice"
-            )
-        g = self.style(trg_mel, trg_length)
-        g = (1 - denoise_ratio) * g[:batch] + denoise_ratio * g[batch:]
+        g = blend_styles(self.style(trg_mel, trg_length), src.size(0), denoise_ratio, unpaired=False)
         z, _ = self._prior_latent(src, src_length, f0, g, noise_scale, noise, generator)
         return self.vocode(z, g, src_length)

@@ -33,7 +33,7 @@ from hierspeech.modules.duration import StochasticDurationPredictor
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
 from hierspeech.modules.pitch import PitchPredictor
-from hierspeech.modules.style_encoder import StyleEncoder
+from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.modules.text_encoder import TextEncoder
 from hierspeech.modules.w2v_decoder import W2VDecoder, W2VPosteriorEncoder
 from hierspeech.pretrained import PretrainedModel
@@ -277,8 +277,7 @@ class TTV(PretrainedModel):
     # ------------------------------------------------------------------ inference
     def style(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         """Style vector (B, gin, 1) of mel prompts (B, n_mels, T) with valid lengths (B,)."""
-        mask = frame_mask(mel_lengths, mel.size(2), dtype=mel.dtype)
-        return self.emb_g(mel, mask).unsqueeze(-1)
+        return self.emb_g.embed(mel, mel_lengths)
 
     @torch.no_grad()
     def infer(
@@ -353,18 +352,9 @@ class TTV(PretrainedModel):
 
         y_mel holds 2B prompts: the B originals, then the B denoised versions (official layout for B=1:
         [original, denoised]); g = (1 - denoise_ratio) * g_orig + denoise_ratio * g_denoised. With B
-        prompts only (no denoised copy), denoise_ratio must be 0.
+        prompts only (no denoised copy), denoise_ratio must be 0 (see `blend_styles`).
         """
-        g = self.style(y_mel, y_length)
-        if g.size(0) == 2 * batch_size:
-            g_orig, g_denoised = g[:batch_size], g[batch_size:]
-            return (1 - denoise_ratio) * g_orig + denoise_ratio * g_denoised
-        if g.size(0) == batch_size and denoise_ratio == 0:
-            return g
-        raise ValueError(
-            f"y_mel has {g.size(0)} prompts for {batch_size} token sequences: pass 2B prompts "
-            "(originals then denoised), or B prompts with denoise_ratio=0"
-        )
+        return blend_styles(self.style(y_mel, y_length), batch_size, denoise_ratio)
 
     @torch.no_grad()
     def infer_noise_control(

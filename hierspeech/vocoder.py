@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hierspeech.modules.alias_free import Activation1d
-from hierspeech.modules.amp_block import AMPBlock1, multi_receptive_field
+from hierspeech.modules.amp_block import AMPBlock, multi_receptive_field
 from hierspeech.modules.common import WNConv1d, WNConvTranspose1d
 from hierspeech.modules.snake import SnakeBeta
 
@@ -35,7 +35,7 @@ def _upsampling_stack(
     for i in range(len(ups)):
         ch = in_channels // 2 ** (i + 1)
         for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
-            blocks.append(AMPBlock1(ch, k, d))
+            blocks.append(AMPBlock(ch, k, d))
     return ups, blocks, channels
 
 

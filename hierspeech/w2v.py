@@ -9,8 +9,9 @@ and keeps it. :class:`Wav2Vec2Features` keeps layers 0..6 only (~7/24 of the enc
 On the CPU in float32 it computes them through :mod:`hierspeech.w2v_packed` (items packed
 frame-wise, no padding) unless told to use transformers' forward (``backend=``).
 
-Audio preparation: zero-pad the end to the next multiple of 1280 samples (a full 1280 more when
-already a multiple), then reflect-pad 40 samples on both sides. T samples give
+Audio preparation: the end padding of every feature (`hierspeech.framing.padded_length`: zero-pad
+to the next multiple of 1280 samples, a full 1280 more when already a multiple), then reflect-pad
+40 samples on both sides. T samples give
 ``padded_length // 320`` frames at 50 Hz, the same count as the F0 track // 4.
 """
 
@@ -25,13 +26,12 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from hierspeech.framing import padded_length
 from hierspeech.w2v_packed import PackedWav2Vec2, onednn_linear_available, packed_support
 
 DEFAULT_MODEL = "facebook/mms-300m"
-XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
 FEATURE_LAYER = 7
 SAMPLE_RATE = 16000
-HOP_MULTIPLE = 1280
 REFLECT_PAD = 40
 HOP = 320
 DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120
@@ -42,11 +42,6 @@ BACKENDS = ("auto", "packed", "transformers")
 """How :meth:`Wav2Vec2Features.extract` computes: ``packed`` is the CPU float32 path of
 :mod:`hierspeech.w2v_packed`; ``transformers`` is transformers' forward with padded batches
 and attention masks (any device and dtype); ``auto`` takes ``packed`` where it applies."""
-
-
-def padded_length(n_samples: int) -> int:
-    """Length after the end padding to a multiple of 1280 (before the reflect padding)."""
-    return (n_samples // HOP_MULTIPLE + 1) * HOP_MULTIPLE
 
 
 def num_frames(n_samples: int) -> int:

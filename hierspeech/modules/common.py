@@ -8,6 +8,8 @@ deprecated hook API, and can cache the combined weight for inference (`fuse_weig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,6 +18,18 @@ from torch.nn import functional as F
 def get_padding(kernel_size: int, dilation: int = 1) -> int:
     """Symmetric padding that keeps the length of a stride-1 convolution ("same" output)."""
     return (kernel_size * dilation - dilation) // 2
+
+
+def dilated_conv_pairs(
+    channels: int, kernel_size: int, dilations: Sequence[int]
+) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The two conv lists of a HiFi-GAN/BigVGAN residual block: ``convs1[i]`` dilated by ``dilations[i]``,
+    ``convs2[i]`` undilated, all weight-normed, 'same' padded, `channels` -> `channels`."""
+    convs1 = nn.ModuleList(
+        WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d)) for d in dilations
+    )
+    convs2 = nn.ModuleList(WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations)
+    return convs1, convs2
 
 
 def _norm_except_dim0(v: torch.Tensor) -> torch.Tensor:
