@@ -22,6 +22,7 @@ from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
@@ -173,8 +174,8 @@ class Synthesizer(PretrainedModel):
         if noise is None:
             # The official encoder first draws a sample it discards; drawing it too keeps torch's global
             # RNG stream identical to the official code (torch.manual_seed gives the official result).
-            torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
-            noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
+            standard_normal(m_p.shape, generator, m_p.device, m_p.dtype)
+            noise = standard_normal(m_p.shape, generator, m_p.device, m_p.dtype)
         elif noise.shape != m_p.shape:
             raise ValueError(f"noise must have shape {tuple(m_p.shape)} (B, C, T), got {tuple(noise.shape)}")
         z = (m_p + noise * torch.exp(logs_p) * noise_scale) * y_mask

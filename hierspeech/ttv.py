@@ -32,6 +32,7 @@ from hierspeech.modules.alignment import expand_to_frames
 from hierspeech.modules.duration import StochasticDurationPredictor
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.pitch import PitchPredictor
 from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.modules.text_encoder import TextEncoder
@@ -138,22 +139,6 @@ def zero_low_log_f0(log_f0: torch.Tensor, min_hz: float = 55.0) -> torch.Tensor:
     return log_f0.masked_fill(log_f0 < math.log(min_hz), 0.0)
 
 
-def _standard_normal(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    device: torch.device,
-    dtype: torch.dtype,
-    time_major: bool,
-) -> torch.Tensor:
-    """Standard-normal (B, C, T). `time_major` fills a (B, T, C) buffer viewed as (B, C, T): that is the
-    memory layout of the official `m_p`, and `randn_like` on it gives different values than a contiguous
-    draw, so this is what reproduces the official prior noise under `torch.manual_seed`."""
-    if not time_major:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    b, c, t = shape
-    return torch.empty((b, t, c), device=device, dtype=dtype).transpose(1, 2).normal_(generator=generator)
-
-
 def _draw_noise(
     shape: tuple[int, ...],
     lengths: torch.Tensor,
@@ -170,18 +155,17 @@ def _draw_noise(
     it is in (batched with [gen] == the single call with gen).
     """
     if generator is None or isinstance(generator, torch.Generator):
-        if generator is not None:
-            device = generator.device
-        else:
-            device = torch.device("cpu") if duration else like.device
-        return _standard_normal(shape, generator, device, like.dtype, time_major=not duration).to(like.device)
+        # The official duration noise is drawn on the CPU, then moved (`torch.randn(...).to(device)`).
+        home = torch.device("cpu") if duration and generator is None else like.device
+        return standard_normal(shape, generator, home, like.dtype, time_major=not duration).to(like.device)
     if len(generator) != shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
     noise = like.new_zeros(shape)
     for b, gen in enumerate(generator):
         length = int(lengths[b])
-        item = _standard_normal((1, shape[1], length), gen, gen.device, like.dtype, time_major=not duration)
-        noise[b : b + 1, :, :length] = item.to(like.device)
+        noise[b : b + 1, :, :length] = standard_normal(
+            (1, shape[1], length), gen, like.device, like.dtype, time_major=not duration
+        )
     return noise
 
 
