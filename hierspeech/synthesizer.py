@@ -5,7 +5,8 @@ inference paths keep the official names and argument order; beyond the official 
 
 - take explicit randomness (`noise=` to inject the prior noise, `generator=` to seed it per call),
 - run ragged batches (items of different lengths): encoders and flows are masked, and the waveform
-  decoder runs once per distinct length, so every item equals its single-item result,
+  decoder runs once per distinct length or, on CUDA, in padded buckets with exact tails
+  (`hierspeech.vocoder_batching`), so every item equals its single-item result,
 - accept batch B in `voice_conversion_noise_control` (target mels stacked as [B originals, B denoised]).
 """
 
@@ -28,6 +29,7 @@ from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
 from hierspeech.pretrained import PretrainedModel
 from hierspeech.vocoder import Generator, SourceNetwork
+from hierspeech.vocoder_batching import vocode_bucketed, vocode_by_length
 
 W2V_CHANNELS = 1024
 F0_FRAMES_PER_W2V_FRAME = 4
@@ -183,29 +185,36 @@ class Synthesizer(PretrainedModel):
         z = self.flow(z, y_mask, g=g, reverse=True)
         return z, y_mask
 
-    def vocode(self, z: Tensor, g: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def vocoder_radius(self) -> int:
+        """Latent frames on either side that one output sample of `vocode` depends on (an upper bound,
+        from the layers' kernels, dilations and rates; 95 for the released config)."""
+        return math.ceil(self.dec.receptive_radius() + self.sn.receptive_radius()) + 1
+
+    def vocode(
+        self, z: Tensor, g: Tensor, lengths: Tensor | None = None, *, bucketed: bool | None = None
+    ) -> Tensor:
         """Latent (B, C, T) + style (B, gin, 1) -> audio (B, 1, T * samples_per_frame), zero after each length.
 
-        Items are decoded in groups of equal length (the decoder's convolutions and anti-aliasing filters
-        see past the end of a padded item), so each item equals its unpadded single-item result.
+        Each item equals its unpadded single-item result (to float rounding): ragged items run per
+        distinct length, or with `bucketed` (default: on CUDA) in padded buckets whose shorter items'
+        tails are rerun exactly (`hierspeech.vocoder_batching`).
         """
         if g.size(0) != z.size(0):
             g = g.expand(z.size(0), -1, -1)
         with reuse_scratch():
-            return self._vocode_groups(z, g, lengths)
+            if lengths is None or bool((lengths == z.size(2)).all()):
+                return self._vocoder(z, g)
+            hop = self.config.samples_per_frame
+            if bucketed is None:
+                bucketed = z.device.type == "cuda"
+            if bucketed:
+                return vocode_bucketed(self._vocoder, z, g, lengths.tolist(), hop, self.vocoder_radius())
+            return vocode_by_length(self._vocoder, z, g, lengths, hop)
 
-    def _vocode_groups(self, z: Tensor, g: Tensor, lengths: Tensor | None) -> Tensor:
-        if lengths is None or bool((lengths == z.size(2)).all()):
-            e, _ = self.sn(z, g)
-            return self.dec(z, e, g=g)
-        hop = self.config.samples_per_frame
-        out = z.new_zeros(z.size(0), 1, z.size(2) * hop)
-        for length in torch.unique(lengths).tolist():
-            idx = (lengths == length).nonzero(as_tuple=True)[0]
-            z_i = z[idx, :, :length]
-            e, _ = self.sn(z_i, g[idx])
-            out[idx, :, : length * hop] = self.dec(z_i, e, g=g[idx])
-        return out
+    def _vocoder(self, z: Tensor, g: Tensor) -> Tensor:
+        """Source network + decoder on unpadded items: (B, C, T), (B, gin, 1) -> (B, 1, T * hop)."""
+        e, _ = self.sn(z, g)
+        return self.dec(z, e, g=g)
 
     @torch.no_grad()
     def voice_conversion(
@@ -220,6 +229,7 @@ class Synthesizer(PretrainedModel):
         *,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        bucketed_vocoder: bool | None = None,
     ) -> Tensor:
         """Convert w2v content to the voice of a target mel.
 
@@ -227,13 +237,14 @@ class Synthesizer(PretrainedModel):
         trg_length (B,), f0 (B, 1, 4T) log(F0 + 1) (0 = unvoiced). `noise` (B, 192, T) replaces the
         standard-normal prior draw; otherwise it is drawn from `generator` (or torch's global RNG).
         `uncond` decodes with the null style (as the official code: the flows still use the target's).
+        `bucketed_vocoder`: how a ragged batch is vocoded (see `vocode`; None: bucketed on CUDA).
         Returns audio (B, 1, T * 320), zero past each item's length.
         """
         g = self.style(trg_mel, trg_length)
         z, _ = self._prior_latent(src, src_length, f0, g, noise_scale, noise, generator)
         if uncond:
             g = self.null_style(z.size(0))
-        return self.vocode(z, g, src_length)
+        return self.vocode(z, g, src_length, bucketed=bucketed_vocoder)
 
     @torch.no_grad()
     def voice_conversion_noise_control(
@@ -249,6 +260,7 @@ class Synthesizer(PretrainedModel):
         *,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        bucketed_vocoder: bool | None = None,
     ) -> Tensor:
         """Voice conversion with a style interpolated between a target and its denoised version.
 
@@ -261,4 +273,4 @@ class Synthesizer(PretrainedModel):
         del uncond  # the official method computes a null style and never uses it
         g = blend_styles(self.style(trg_mel, trg_length), src.size(0), denoise_ratio, unpaired=False)
         z, _ = self._prior_latent(src, src_length, f0, g, noise_scale, noise, generator)
-        return self.vocode(z, g, src_length)
+        return self.vocode(z, g, src_length, bucketed=bucketed_vocoder)

@@ -33,11 +33,12 @@ def activation_radius(act: Activation1d) -> int:
     return max(k - first, last - k)
 
 
-def transposed_conv_radius(conv: nn.ConvTranspose1d) -> int:
-    """Input samples on either side of its own position that one output of a transposed conv reads.
+def transposed_conv_radius(conv: nn.ConvTranspose1d) -> float:
+    """Input samples (fractional) between an output of a transposed conv and the inputs it reads.
 
-    Output ``n`` reads inputs ``m`` with ``0 <= n + padding - m * stride < kernel`` (dilation 1).
+    Output ``n`` sits at input position ``n / stride`` and reads inputs ``m`` with
+    ``0 <= n + padding - m * stride < kernel`` (dilation 1): from ``(kernel - 1 - padding) / stride``
+    before that position to ``padding / stride`` after it.
     """
     stride, kernel, pad = conv.stride[0], conv.kernel_size[0], conv.padding[0]
-    # m ranges over ((n + pad - kernel) / stride, (n + pad) / stride]; its own position is n / stride.
-    return -(-(kernel + pad) // stride) + 1
+    return max(kernel - 1 - pad, pad) / stride
