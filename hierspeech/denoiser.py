@@ -3,8 +3,8 @@
 `Denoiser` holds the official MPNet parameters (state dict of `denoiser/g_best`, 353 entries) and maps a
 compressed magnitude / phase spectrogram to its denoised version. `denoise` does the whole job on audio:
 RMS normalisation, STFT, the model, inverse STFT, de-normalisation. Compared with the official code it
-batches items of different lengths exactly (each item gets what it would get alone), and it splits long
-inputs into overlapping chunks so memory stays bounded (an approximation, see `denoise`).
+batches items of different lengths exactly (each item gets what it would get alone), and it streams long
+inputs through overlapping windows so memory stays flat in length (an approximation, see `denoise`).
 """
 
 from __future__ import annotations
@@ -236,10 +236,11 @@ def denoise(
     L (`lengths`, default: the full width) yields `output_length(L, hop)` samples; the rest of its row is 0.
 
     Items up to `chunk_seconds` run in one piece (exactly the official computation; batched items give
-    their single results). Longer items run in windows of `chunk_seconds` overlapping by `overlap_seconds`
-    on one global STFT, cross-faded in the complex spectrum. MP-SENet attends over all frames and
-    normalises over the whole input, so chunking approximates the one-piece result (memory stays
-    bounded); `chunk_seconds=None` disables it.
+    their single results). Longer items are streamed in windows of `chunk_seconds` overlapping by
+    `overlap_seconds` (`chunk_batch_size` windows per model call), cross-faded frame by frame and
+    overlap-added in the waveform domain (`_denoise_streamed`): memory is flat in length (one group of
+    windows besides the input and output audio). MP-SENet attends over all frames and normalises over
+    the whole input, so chunking approximates the one-piece result; `chunk_seconds=None` disables it.
     """
     cfg = model.config
     noisy, sizes = _as_batch(noisy, lengths, cfg.n_fft // 2 + 1)
