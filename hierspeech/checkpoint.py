@@ -8,15 +8,20 @@ stops, so a wrong checkpoint can never produce plausible-sounding garbage.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys or shapes do not match the model built from its config."""
+    """A checkpoint cannot be read safely, or its keys or shapes do not match the model built from its config."""
+
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -28,21 +33,40 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: str | Path, container_key: str | None = None) -> dict[str, torch.Tensor]:
+def _load_failure_reason(exc: BaseException) -> str:
+    """One line out of torch.load's error: weights_only refusals name the refused global after a long preamble."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = next((part for part in text.split(marker, 1)[1].split("\n\n") if part.strip()), "")
+        text = "refused by weights_only: " + detail
+    text = " ".join(text.split())
+    first = re.split(r"(?<=[a-z0-9'\"])\. ", text, maxsplit=1)[0].rstrip(".")
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def read_state_dict(path: str | Path, container_key: str | None = None, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a state dict from an official checkpoint file on CPU with `weights_only=True`.
 
     `container_key` selects the state dict inside a wrapper dict (SpeechSR: ``"model"``,
-    MP-SENet: ``"generator"``); ``None`` means the file is a raw state dict.
+    MP-SENet: ``"generator"``); ``None`` means the file is a raw state dict. `mmap` maps the file
+    instead of reading it (zip-format files; others are read normally): for checks that only look at
+    keys and shapes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not (mmap and "mmap can only be used" in str(exc)):
+                raise
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/foreign files
         raise CheckpointMismatchError(
-            f"could not read checkpoint {path} with weights_only=True ({type(exc).__name__}: {exc}); "
-            "is it an official HierSpeech++ checkpoint file and fully downloaded?"
+            f"could not read checkpoint {path} with weights_only=True ({_load_failure_reason(exc)}); "
+            "pass an official HierSpeech++ checkpoint file, fully downloaded (only tensors are ever unpickled)"
         ) from exc
     if container_key is not None:
         if not isinstance(payload, Mapping) or container_key not in payload:
@@ -54,7 +78,7 @@ def read_state_dict(path: str | Path, container_key: str | None = None) -> dict[
         payload = payload[container_key]
     if not isinstance(payload, Mapping):
         raise CheckpointMismatchError(
-            f"checkpoint {path} does not hold a state dict (got {type(payload).__name__})"
+            f"checkpoint {path} does not hold a state dict (got {type(payload).__name__}); pass the file of the right model"
         )
     return dict(payload)
 
@@ -83,11 +107,44 @@ def load_state_dict_strict(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
     """Copy `state_dict` into `model`, refusing any missing/unexpected key or shape mismatch."""
+    _refuse_mismatch(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _refuse_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     problems = describe_mismatch(model, state_dict)
     if problems:
         raise CheckpointMismatchError(
-            f"{source} does not match {type(model).__name__} built from its config:\n  "
-            + "\n  ".join(problems)
-            + "\nCheck that the config.json belongs to this checkpoint."
+            f"{source} does not match {type(model).__name__} built from its config: "
+            + "; ".join(problems)
+            + ". Check that the config.json belongs to this checkpoint."
         )
-    model.load_state_dict(state_dict, strict=True)
+
+
+def build_and_load(build: Callable[[], ModelT], path: str | Path, container_key: str | None = None) -> ModelT:
+    """`build()` a model, copy the checkpoint at `path` into it strictly, on CPU; returns it in eval mode.
+
+    Inference mode is switched off meanwhile: a model built inside `torch.inference_mode()` would hold
+    inference tensors, which later in-place updates and version checks (weight-norm fusing, the
+    alias-free filter caches) refuse ("Inference tensors do not track version counter").
+    """
+    with torch.inference_mode(False):
+        model = build()
+        load_state_dict_strict(model, read_state_dict(path, container_key), source=str(path))
+    return model.eval()
+
+
+def check_checkpoint(build: Callable[[], nn.Module], path: str | Path, container_key: str | None = None) -> None:
+    """Raise what `build_and_load` would raise, without building real weights: for a driver's check before work.
+
+    The model is built on the meta device (shapes only) and the file is memory-mapped where its format
+    allows, so checking a 400 MB checkpoint costs about a second and little memory.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointMismatchError: unreadable with ``weights_only=True``, or keys/shapes do not match.
+    """
+    state_dict = read_state_dict(path, container_key, mmap=True)
+    with torch.inference_mode(False), torch.device("meta"):
+        model = build()
+    _refuse_mismatch(model, state_dict, str(path))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
+from hierspeech.checkpoint import build_and_load, check_checkpoint
 from hierspeech.modules.conformer import TSConformerBlock
 from hierspeech.modules.mag_phase_stft import (
     complex_istft,
@@ -89,18 +89,31 @@ class Denoiser(nn.Module):
         return cls(config).eval()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, config: DenoiserConfig | None = None) -> Denoiser:
+    def from_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> Denoiser:
         """Load the official `{'generator': state_dict}` file (e.g. `denoiser/g_best`) strictly on CPU.
 
-        Without `config`, reads `config.json` beside the file, else uses the released defaults.
+        `config`: a DenoiserConfig, a path to its config.json, or None for `config.json` beside the file
+        (else the released defaults). Safe to call inside ``torch.inference_mode()``.
         """
-        path = Path(path)
-        if config is None:
-            beside = path.parent / "config.json"
-            config = DenoiserConfig.from_json(beside) if beside.is_file() else DenoiserConfig()
-        model = cls(config)
-        load_state_dict_strict(model, read_state_dict(path, container_key="generator"), source=str(path))
-        return model.eval()
+        config = cls._resolve_config(path, config)
+        return build_and_load(lambda: cls(config), path, container_key="generator")
+
+    @classmethod
+    def check_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> None:
+        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
+        config = cls._resolve_config(path, config)
+        check_checkpoint(lambda: cls(config), path, container_key="generator")
+
+    @staticmethod
+    def _resolve_config(path: str | Path, config: DenoiserConfig | str | Path | None) -> DenoiserConfig:
+        if isinstance(config, DenoiserConfig):
+            return config
+        if config is not None:
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"denoiser config not found: {config}")
+            return DenoiserConfig.from_json(config)
+        beside = Path(path).parent / "config.json"
+        return DenoiserConfig.from_json(beside) if beside.is_file() else DenoiserConfig()
 
     def forward(
         self, mag: Tensor, pha: Tensor, frame_lengths: Tensor | None = None

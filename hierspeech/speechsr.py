@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
+from hierspeech.checkpoint import build_and_load, check_checkpoint
 from hierspeech.modules.alias_free import Activation1d
 from hierspeech.modules.common import WNConv1d, get_padding
 from hierspeech.modules.resize import apply_resize, resize_positions
@@ -210,21 +210,29 @@ class SpeechSR(nn.Module):
     def from_pretrained(cls, path: str | Path, config: SpeechSRConfig | str | Path | None = None) -> SpeechSR:
         """Load an official ``G_*.pth`` (``{'model': state_dict, ...}``) strictly, on CPU, in eval mode.
 
-        `config` defaults to the ``config.json`` beside the checkpoint.
+        `config`: a SpeechSRConfig, a path to its config.json, or None for the ``config.json`` beside the
+        checkpoint. Safe to call inside ``torch.inference_mode()``.
         """
-        path = Path(path)
+        config = cls._resolve_config(path, config)
+        return build_and_load(lambda: cls.from_config(config), path, container_key="model")
+
+    @classmethod
+    def check_pretrained(cls, path: str | Path, config: SpeechSRConfig | str | Path | None = None) -> None:
+        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
+        config = cls._resolve_config(path, config)
+        check_checkpoint(lambda: cls.from_config(config), path, container_key="model")
+
+    @staticmethod
+    def _resolve_config(path: str | Path, config: SpeechSRConfig | str | Path | None) -> SpeechSRConfig:
+        if isinstance(config, SpeechSRConfig):
+            return config
         if config is None:
-            config_path = path.with_name("config.json")
-            if not config_path.is_file():
+            config = Path(path).with_name("config.json")
+            if not config.is_file():
                 raise FileNotFoundError(
                     f"no config.json beside {path}; pass config= (the official speechsr config.json)"
                 )
-            config = SpeechSRConfig.from_json(config_path)
-        elif not isinstance(config, SpeechSRConfig):
-            config = SpeechSRConfig.from_json(config)
-        model = cls.from_config(config)
-        load_state_dict_strict(model, read_state_dict(path, container_key="model"), source=str(path))
-        return model.eval()
+        return SpeechSRConfig.from_json(config)
 
     @property
     def sampling_rate(self) -> int:

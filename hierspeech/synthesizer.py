@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
+from hierspeech.checkpoint import build_and_load, check_checkpoint
 from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
@@ -152,15 +152,25 @@ class Synthesizer(nn.Module):
         """Load an official raw state-dict file (e.g. hierspeechpp_v2_ckpt.pth) strictly, on CPU, eval().
 
         `config`: a SynthesizerConfig, a path to config.json, or None for the config.json beside `path`.
+        Safe to call inside ``torch.inference_mode()`` (see `hierspeech.checkpoint.build_and_load`).
         """
-        path = Path(path)
-        if config is None:
-            config = path.with_name("config.json")
-        if not isinstance(config, SynthesizerConfig):
-            config = SynthesizerConfig.from_json(config)
-        model = cls(config)
-        load_state_dict_strict(model, read_state_dict(path), source=str(path))
-        return model.eval()
+        config = cls._resolve_config(path, config)
+        return build_and_load(lambda: cls(config), path)
+
+    @classmethod
+    def check_pretrained(cls, path: str | Path, config: SynthesizerConfig | str | Path | None = None) -> None:
+        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
+        config = cls._resolve_config(path, config)
+        check_checkpoint(lambda: cls(config), path)
+
+    @staticmethod
+    def _resolve_config(path: str | Path, config: SynthesizerConfig | str | Path | None) -> SynthesizerConfig:
+        if isinstance(config, SynthesizerConfig):
+            return config
+        config_path = Path(config) if config is not None else Path(path).with_name("config.json")
+        if not config_path.is_file():
+            raise FileNotFoundError(f"synthesizer config not found: {config_path}; put config.json beside the checkpoint or pass config=")
+        return SynthesizerConfig.from_json(config_path)
 
     def fuse_weight_norm(self) -> Synthesizer:
         """Inference speed-up: compute every weight-normed kernel once instead of at each call.

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hierspeech.checkpoint import load_state_dict_strict, read_state_dict
+from hierspeech.checkpoint import build_and_load, check_checkpoint
 from hierspeech.modules.alignment import expand_to_frames
 from hierspeech.modules.duration import StochasticDurationPredictor
 from hierspeech.modules.flows import TransformerCouplingBlock
@@ -285,16 +285,32 @@ class TTV(nn.Module):
 
         `config`: a TTVConfig, a path to the TTV config.json, or None for `config.json` beside the file.
         `synthesizer_config` only feeds the two sizes the official model ignores.
+        Safe to call inside ``torch.inference_mode()`` (see `hierspeech.checkpoint.build_and_load`).
         """
-        path = Path(path)
-        if not isinstance(config, TTVConfig):
-            config_path = Path(config) if config is not None else path.with_name("config.json")
-            if not config_path.is_file():
-                raise FileNotFoundError(f"TTV config not found: {config_path}; pass config= explicitly")
-            config = TTVConfig.from_json(config_path, synthesizer_config)
-        model = cls(config)
-        load_state_dict_strict(model, read_state_dict(path), source=str(path))
-        return model.eval()
+        config = cls._resolve_config(path, config, synthesizer_config)
+        return build_and_load(lambda: cls(config), path)
+
+    @classmethod
+    def check_pretrained(
+        cls,
+        path: str | Path,
+        config: TTVConfig | str | Path | None = None,
+        synthesizer_config: str | Path | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
+        config = cls._resolve_config(path, config, synthesizer_config)
+        check_checkpoint(lambda: cls(config), path)
+
+    @staticmethod
+    def _resolve_config(
+        path: str | Path, config: TTVConfig | str | Path | None, synthesizer_config: str | Path | Mapping[str, Any] | None
+    ) -> TTVConfig:
+        if isinstance(config, TTVConfig):
+            return config
+        config_path = Path(config) if config is not None else Path(path).with_name("config.json")
+        if not config_path.is_file():
+            raise FileNotFoundError(f"TTV config not found: {config_path}; put config.json beside the checkpoint or pass config=")
+        return TTVConfig.from_json(config_path, synthesizer_config)
 
     def fuse_weight_norm(self) -> TTV:
         """Inference only: cache every weight-normed convolution's effective weight (see

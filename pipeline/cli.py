@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
+from pipeline.errors import UserError
 from pipeline.job import DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROWS_PER_SHARD, RunOptions
 from pipeline.jobs_registry import JOB_COLUMNS
 
@@ -86,7 +89,17 @@ def _command_line() -> list[str]:
     return ["hsp", *sys.argv[1:]]
 
 
-@click.group()
+class _Hsp(click.Group):
+    """The root group: a `UserError` raised anywhere below is printed as its one line (click's "Error: ..."), exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Hsp)
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="hierspeech-pipeline", message="%(prog)s %(version)s")
 def main(verbose: int) -> None:
@@ -159,12 +172,13 @@ def prepare(manifest_path: str, output: str, sample_rate: int, channel_policy: s
 @click.option("--gpus", type=float, default=1.0, show_default=True, help="GPUs per probe actor.")
 @click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to sleep per item (fault tests).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Rows per probe call (1: parts commit one by one).")
 @run_options
-def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: float, **kwargs) -> None:
+def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: float, batch_size: int, **kwargs) -> None:
     """Cluster check: prepare + a GPU stage that records where it ran (node ip, GPU ids) in each sample's json."""
     from pipeline.testing import probe_job
 
-    _run(probe_job(num_gpus=gpus, actors=actors, delay=delay), manifest_path, output, make_run_options(**kwargs))
+    _run(probe_job(num_gpus=gpus, actors=actors, delay=delay, batch_size=batch_size), manifest_path, output, make_run_options(**kwargs))
 
 
 @main.command()
@@ -175,7 +189,7 @@ def probe(manifest_path: str, output: str, gpus: float, actors: int, delay: floa
 @click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True, help="hidden_states index kept.")
 @click.option("--w2v-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage dtype of w2v.npy.")
 @click.option("--f0-max", type=float, default=None, help="YAAPT f0_max (default 400 Hz as extract_f0.py; upstream's VC inference uses 1100).")
-@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="fast", show_default=True, help="fast: our YAAPT (~11x, pYAAPT parity thresholds); amfm: amfm_decompy, the bit-exact reference.")
+@click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default=DEFAULT_F0_BACKEND, show_default=True, help=F0_BACKEND_HELP)
 @click.option("--f0-failure", type=click.Choice(["error", "zeros"]), default="error", show_default=True, help="error: the row goes to the errors table; zeros: store zeros and flag f0.failed in the json and index.")
 @click.option("--language", default="en-us", show_default=True, help="espeak voice for rows without a 'language' value.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Longer texts (ids before blanks) are error rows.")
@@ -354,7 +368,7 @@ def synthesis_options(function):
         click.option("--speechsr", multiple=True, type=click.Path(exists=True, dir_okay=False), help="SpeechSR G_*.pth (24 or 48 kHz, config.json beside); repeatable."),
         click.option("--w2v-model", default=None, help="w2v hub id or folder (default facebook/mms-300m); VC rows."),
         click.option("--w2v-layer", type=click.IntRange(min=0), default=7, show_default=True),
-        click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default="amfm", show_default=True),
+        click.option("--f0-backend", type=click.Choice(["amfm", "fast"]), default=DEFAULT_F0_BACKEND, show_default=True, help=F0_BACKEND_HELP + " VC rows."),
         click.option("--noise-scale", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="VC rows: synthesizer noise scale."),
         click.option("--noise-scale-ttv", type=click.FloatRange(0, 10), default=0.333, show_default=True),
         click.option("--noise-scale-vc", type=click.FloatRange(0, 10), default=0.333, show_default=True, help="TTS rows: synthesizer noise scale."),
@@ -396,7 +410,11 @@ def _synthesize_config(mode, modes, kw):
     for path in [*(files.get(k) for k in ("speechsr24k", "speechsr48k") if files.get(k)), *kw.pop("speechsr")]:
         from hierspeech.speechsr import SpeechSRConfig
 
-        config = SpeechSRConfig.from_json(Path(path).with_name("config.json"))
+        config_path = Path(path).with_name("config.json")
+        try:
+            config = SpeechSRConfig.from_json(config_path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(f"--speechsr {path}: cannot read {config_path} ({type(exc).__name__}: {exc}); the official config.json must sit beside the checkpoint") from exc
         speechsr[config.sampling_rate] = str(Path(path).resolve())
     absolute = lambda p: str(Path(p).resolve()) if p else None  # noqa: E731
     return SynthesizeConfig(

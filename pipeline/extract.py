@@ -14,8 +14,9 @@ import pyarrow as pa
 
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.job import Job
+from pipeline.min_length import for_extract
 from pipeline.stage import Resources, Stage
-from pipeline.stages.decode import DecodeStage
+from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
@@ -40,6 +41,7 @@ EXTRACT_INDEX_FIELDS = [
     pa.field("token_count", pa.int64()),
     pa.field("phoneme_count", pa.int64()),
     pa.field("denoised", pa.bool_()),
+    TRUNCATED_FIELD,
 ]
 
 
@@ -119,22 +121,31 @@ def extract_job(config: ExtractConfig) -> Job:
     """The extract job for `config` (stages are built on the driver once Ray is up).
 
     Raises:
-        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend.
+        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend;
+        CheckpointError: the denoiser checkpoint would not load.
     """
     wanted = set(config.features)
     if "f0" in wanted:
         check_f0_backend(config.f0_backend)
     if "w2v" in wanted:
         check_w2v_model(config.w2v_model, config.w2v_layer)
+    if "denoise" in wanted:
+        from hierspeech.denoiser import Denoiser
+        from pipeline.model_checks import check_checkpoints
+
+        check_checkpoints("extract", [("--denoiser-ckpt", Denoiser, config.denoiser_ckpt)])
 
     def build() -> list[Stage]:
-        cpu = Resources(num_cpus=config.cpus_per_task)
+        def cpu() -> Resources:  # one object per stage: `--stage-resources decode=...` changes decode only
+            return Resources(num_cpus=config.cpus_per_task)
+
         stages: list[Stage] = [
-            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds, resources=cpu),
-            StoredAudioStage(bits=16, resources=cpu),
+            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
+                        min_length=for_extract(config.features), resources=cpu()),
+            StoredAudioStage(bits=16, resources=cpu()),
         ]
         if "tokens" in wanted:
-            stages.append(TokensStage(add_blank=config.add_blank, max_tokens=config.max_tokens, default_language=config.language, resources=cpu))
+            stages.append(TokensStage(add_blank=config.add_blank, max_tokens=config.max_tokens, default_language=config.language, resources=cpu()))
         if wanted & {"w2v", "denoise"}:
             w2v = None
             if "w2v" in wanted:

@@ -18,11 +18,16 @@ BATCH_SCHEMA = pa.schema([("id", pa.string()), ("row", pa.int64()), ("payload", 
 
 @dataclass
 class ItemError:
-    """Why an item failed: the stage, the exception type and a readable message."""
+    """Why an item failed: the stage, the exception type and a readable message.
+
+    `deferred`: not the row's fault (it ran out of device memory even alone). The sink writes
+    such an item nowhere, so the row stays to do and the next run of the same command retries it.
+    """
 
     stage: str
     error: str
     message: str
+    deferred: bool = False
 
 
 @dataclass
@@ -31,7 +36,8 @@ class Item:
 
     `fields`: the manifest columns (paths already resolved); `data`: working values that are
     not written (decoded audio, ...); `members`: tar members to write, extension -> bytes;
-    `meta`: the sample's json; `index`: job columns of the index row.
+    `meta`: the sample's json; `index`: job columns of the index row; `stage_metrics`: counters
+    of the batched calls this item led ({stage: {counter: n}}), summed by the sink.
     """
 
     id: str
@@ -42,10 +48,21 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
     error: ItemError | None = None
+    stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
+        """Failed or deferred: later stages skip it either way."""
         return self.error is not None
+
+    @property
+    def deferred(self) -> bool:
+        return self.error is not None and self.error.deferred
+
+    def count(self, stage: str, counter: str, n: int = 1) -> None:
+        """Add `n` to this item's `stage_metrics[stage][counter]`."""
+        counters = self.stage_metrics.setdefault(stage, {})
+        counters[counter] = counters.get(counter, 0) + n
 
     def fail(self, stage: str, exc: BaseException | str, error: str | None = None) -> None:
         """Mark the item failed; later stages skip it and the sink writes an error row."""
@@ -53,6 +70,12 @@ class Item:
             self.error = ItemError(stage, error or type(exc).__name__, f"[{stage}] {exc}")
         else:
             self.error = ItemError(stage, error or "Error", f"[{stage}] {exc}")
+        self.data.clear()
+        self.members.clear()
+
+    def defer(self, stage: str, error: str, message: str) -> None:
+        """Leave the row for a later run (see `ItemError.deferred`); later stages skip it."""
+        self.error = ItemError(stage, error, f"[{stage}] {message}", deferred=True)
         self.data.clear()
         self.members.clear()
 

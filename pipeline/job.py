@@ -25,6 +25,18 @@ class Job:
     extra_columns: tuple[Column, ...] = ()
     # options that change the output: recorded in job.json; a resume with other values is refused
     output_options: dict[str, Any] = field(default_factory=dict)
+    # name of a manifest the job writes itself under OUT/_state (tar input): the only manifest whose
+    # columns marked `internal` are accepted
+    internal_manifest: str | None = None
+
+    def allows_internal_columns(self, manifest_path: str, out_root: str) -> bool:
+        """True when `manifest_path` is this job's own internal manifest in `out_root`."""
+        if self.internal_manifest is None:
+            return False
+        from pipeline.output import STATE, OutputDir
+        from pipeline.uri import same_location
+
+        return same_location(str(manifest_path), OutputDir(str(out_root)).path(STATE, self.internal_manifest))
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -48,3 +60,5 @@ class RunOptions:
     command: list[str] | None = None
     # per-stage overrides {stage name: {num_cpus|num_gpus|actors|memory: value}}, see pipeline.stage_resources
     stage_resources: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    # restart dead model actors: None = on a cluster or a GPU (pipeline.ray_stages.wants_actor_restarts)
+    actor_restarts: bool | None = None

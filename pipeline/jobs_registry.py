@@ -8,12 +8,6 @@ from pipeline.manifest import BASE_COLUMNS, Column
 JOB_COLUMNS: dict[str, tuple[Column, ...]] = {
     "prepare": (),
     "extract": (),  # text (tokens) and language (espeak voice) are base columns
-    # tar_key / tar_member / tar_members: only in the internal manifests of tar input (pipeline.tar_source)
-    "upsample": (
-        Column("tar_key", "string"),
-        Column("tar_member", "string"),
-        Column("tar_members", "string"),
-    ),
 }
 
 
@@ -28,18 +22,22 @@ def job_columns(name: str | None) -> tuple[Column, ...]:
     return tuple(c for c in BASE_COLUMNS if c.name not in names) + extra
 
 
-def _register_synthesis_jobs() -> None:
+def _register_jobs() -> None:
+    """Columns the job modules declare themselves (one definition each)."""
     from pipeline.synthesize import (
         AUGMENT_COLUMNS,
         PLAN_COLUMNS,
         SYNTHESIZE_TTS_COLUMNS,
         SYNTHESIZE_VC_COLUMNS,
     )
+    from pipeline.upsample import UPSAMPLE_COLUMNS
 
+    # tar_key / tar_member / tar_members: internal, only in the manifest tar input builds (refused elsewhere)
+    JOB_COLUMNS["upsample"] = UPSAMPLE_COLUMNS
     JOB_COLUMNS["synthesize_vc"] = SYNTHESIZE_VC_COLUMNS
     JOB_COLUMNS["synthesize_tts"] = SYNTHESIZE_TTS_COLUMNS
     JOB_COLUMNS["synthesize_plan"] = PLAN_COLUMNS  # OUT/plan.parquet of `hsp augment`
     JOB_COLUMNS["augment"] = AUGMENT_COLUMNS
 
 
-_register_synthesis_jobs()
+_register_jobs()

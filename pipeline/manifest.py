@@ -23,8 +23,10 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.audio import is_uri
+from pipeline.audio_source import file_problem
+from pipeline.errors import UserError
 from pipeline.keys import sample_key
+from pipeline.uri import is_uri, local_path, manifest_base, resolve
 
 Kind = Literal["string", "number", "integer", "bool"]
 Severity = Literal["error", "row"]
@@ -38,6 +40,8 @@ class Column:
     kind: Kind
     required: bool = False
     is_path: bool = False
+    # written by the pipeline itself (e.g. tar input's byte offsets): refused in a user's manifest
+    internal: bool = False
     doc: str = ""
     check: Callable[[Any], str | None] | None = None  # returns a problem message or None
 
@@ -121,28 +125,92 @@ class ManifestError(ValueError):
         self.report = report
 
 
-def read_manifest(path: str | Path) -> pa.Table:
-    """Read a Parquet manifest (file, directory of parts, or URI)."""
+def is_string_like(arrow_type: pa.DataType) -> bool:
+    """string, large_string, string_view, or a dictionary of those (pandas/Polars categoricals)."""
+    if pa.types.is_dictionary(arrow_type):
+        return is_string_like(arrow_type.value_type)
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(arrow_type))
+    )
+
+
+def plain_strings(table: pa.Table) -> pa.Table:
+    """`table` with dictionary-encoded and view string columns cast to string (large_string kept).
+
+    Every string-like column then reads the same downstream (to_pylist, compute functions, IPC
+    fingerprint); large_string stays, so the fingerprint of a manifest accepted before is unchanged.
+    """
+    fields = []
+    for field_ in table.schema:
+        kind = field_.type
+        if pa.types.is_dictionary(kind) and is_string_like(kind.value_type):
+            kind = pa.large_string() if pa.types.is_large_string(kind.value_type) else pa.string()
+        elif hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind):
+            kind = pa.string()
+        fields.append(field_.with_type(kind))
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+class ManifestReadError(UserError, ValueError):
+    """The manifest file cannot be read as Parquet (e.g. a CSV file renamed to .parquet)."""
+
+
+def _looks_like(path: str | Path) -> str | None:
+    """What a local non-Parquet file seems to be, from its first bytes: 'CSV', 'JSON', 'text' or None."""
     try:
-        return pq.read_table(str(path))
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    first = text.lstrip().split("\n", 1)[0]
+    if first.startswith(("{", "[")):
+        return "JSON"
+    if "," in first or "\t" in first:
+        return "CSV"
+    return "text" if text.strip() else None
+
+
+def read_manifest(path: str | Path) -> pa.Table:
+    """Read a Parquet manifest (file, directory of parts, ``file://`` or remote URI); string-like columns as strings."""
+    path = str(path)
+    target = path if is_uri(path) else local_path(path)
+    try:
+        return plain_strings(pq.read_table(target))
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"manifest not found: {path}") from exc
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"cannot read manifest {path} as Parquet: {exc}") from exc
+        kind = None if is_uri(str(path)) or not os.path.isfile(path) else _looks_like(path)
+        if kind is not None:
+            convert = (
+                "convert it: python -c \"import pyarrow.csv as c, pyarrow.parquet as p; "
+                f"p.write_table(c.read_csv('{path}'), 'manifest.parquet')\", or "
+                if kind == "CSV" else ""
+            )
+            raise ManifestReadError(
+                f"manifest {path} is a {kind} file, not Parquet (whatever its name); "
+                f"{convert}build one with `hsp manifest build CORPUS -o manifest.parquet`"
+            ) from exc
+        reason = " ".join(str(exc).split())
+        raise ManifestReadError(f"cannot read manifest {path} as Parquet ({reason}); pass a Parquet file, a folder of Parquet parts or a URI") from exc
 
 
-def resolve_path(value: str, base_dir: Path) -> str:
-    """Make a relative local path absolute against the manifest's directory; URIs pass through."""
-    if is_uri(value) or value.startswith("file://") or os.path.isabs(value):
-        return value
-    return str((base_dir / value).resolve())
+def resolve_path(value: str, base_dir: str | Path | None) -> str:
+    """A manifest path made usable: relative to the manifest's folder, ``file://`` decoded; URIs pass (see pipeline.uri)."""
+    return resolve(value, base_dir)
 
 
 def _type_matches(arrow_type: pa.DataType, kind: Kind) -> bool:
     if pa.types.is_null(arrow_type):
         return True  # an all-null column: values are checked per row
     if kind == "string":
-        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+        return is_string_like(arrow_type)
     if kind == "integer":
         return pa.types.is_integer(arrow_type)
     if kind == "number":
@@ -173,20 +241,25 @@ def _check_values(table: pa.Table, column: Column, ids: Sequence[str | None], re
 def _check_files(paths: list[tuple[int, str]], column: str, ids: Sequence[str | None], report: ValidationReport) -> None:
     local = [(row, p) for row, p in paths if not is_uri(p)]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        exists = list(pool.map(lambda item: os.path.isfile(item[1]), local))
-    for (row, path), found in zip(local, exists, strict=True):
-        if not found:
-            report.problems.append(Problem("row", f"file not found: {path}", row, column, ids[row]))
+        problems = list(pool.map(lambda item: file_problem(item[1]), local))
+    for (row, _), problem in zip(local, problems, strict=True):
+        if problem is not None:
+            report.problems.append(Problem("row", problem, row, column, ids[row]))
 
 
 def validate_table(
     table: pa.Table,
     columns: Iterable[Column] = BASE_COLUMNS,
     *,
-    base_dir: Path | None = None,
+    base_dir: str | Path | None = None,
     check_files: bool = True,
+    allow_internal: bool = False,
 ) -> ValidationReport:
-    """Check schema, types, nulls, duplicate ids and keys, per-row parameters and (optionally) files."""
+    """Check schema, types, nulls, duplicate ids and keys, per-row parameters and (optionally) files.
+
+    Columns marked `internal` are refused unless `allow_internal` (the job's own internal manifest).
+    `base_dir`: the manifest's folder (local or URI, see `pipeline.uri.manifest_base`).
+    """
     columns = list(columns)
     report = ValidationReport(rows=table.num_rows)
     if table.num_rows == 0:
@@ -199,6 +272,17 @@ def validate_table(
                 report.problems.append(
                     Problem("error", f"required column is missing (columns present: {sorted(present)})", None, column.name)
                 )
+            continue
+        if column.internal and not allow_internal:
+            report.problems.append(
+                Problem(
+                    "error",
+                    f"column is internal to the pipeline ({column.doc or 'written by the pipeline itself'}) and not "
+                    "accepted in a manifest; remove it (for tar input, give the shards themselves as the input)",
+                    None,
+                    column.name,
+                )
+            )
             continue
         arrow_type = table.schema.field(column.name).type
         if not _type_matches(arrow_type, column.kind):
@@ -226,7 +310,7 @@ def validate_table(
             )
 
     if check_files:
-        base = base_dir or Path.cwd()
+        base = base_dir if base_dir is not None else Path.cwd()
         for column in columns:
             if column.is_path and column.name in present:
                 values = table.column(column.name).to_pylist()
@@ -238,8 +322,7 @@ def validate_table(
 def validate_manifest(path: str | Path, columns: Iterable[Column] = BASE_COLUMNS, *, check_files: bool = True) -> ValidationReport:
     """Read and validate a manifest file; see `validate_table`."""
     table = read_manifest(path)
-    base = Path(path).resolve().parent if not is_uri(str(path)) else None
-    return validate_table(table, columns, base_dir=base, check_files=check_files)
+    return validate_table(table, columns, base_dir=manifest_base(path), check_files=check_files)
 
 
 def manifest_fingerprint(table: pa.Table) -> str:

@@ -12,13 +12,22 @@ Layout::
 A part is committed when its index part file exists: tars and the errors part are renamed into
 place first, the index part last. On start, files of uncommitted parts and temporary files are
 deleted, and the ids of committed parts are skipped, so a killed job re-run finishes the rest
-exactly once without touching finished shards. Part names are a hash of the part's ids, so a
-Ray task retried after a worker crash rewrites the same part instead of adding a duplicate.
+exactly once without touching finished shards. Part names are a hash of every id the sink's
+batch holds, deferred rows included, so a Ray task retried after a worker crash rewrites the same
+part instead of adding a duplicate, even when the retry defers other rows than the first try did
+(an out-of-memory retry is not deterministic). A batch whose rows were all deferred writes no part;
+any other batch holds a committed row, so a later run (whose rows are all uncommitted) can never
+form the same id set again.
+
+A write that fails for a reason on the user's side (full disk, read-only filesystem, a file where
+the output folder should be, no permission) raises `OutputWriteError` with one line saying what to
+do; its temporary file is deleted, so freeing space is not undone by our own leftovers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -33,6 +42,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
+
+from pipeline.errors import UserError
 
 SCHEMA_VERSION = 1
 SHARDS = "shards"
@@ -64,6 +75,30 @@ class OutputConflictError(RuntimeError):
     """OUT holds another job's output or is in use by another run."""
 
 
+class OutputWriteError(UserError):
+    """Writing to OUT failed for a reason the user must fix: full disk, read-only filesystem, not a folder."""
+
+
+def describe_write_failure(exc: OSError, root: str, path: str) -> str | None:
+    """One line saying what happened to a failed write of `path` under output `root` and what to do; None if unknown."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left" if code == errno.ENOSPC else "the disk quota is used up"
+        return (
+            f"{what} on the disk of the output {root} (writing {path}): free space there and re-run the same "
+            "command; finished shards are kept and the job resumes where it stopped"
+        )
+    if code == errno.EROFS:
+        return f"the output {root} is on a read-only filesystem (writing {path}); pass -o a folder on a writable disk"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        if "://" not in root and Path(root).is_file():
+            return f"the output {root} is a file, not a folder; pass -o a new folder (or the folder of an earlier run, to resume it)"
+        return f"cannot create {path}: part of that path is a file, not a folder; pass -o a folder path"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"no permission to write {path}; pass -o a folder you can write to"
+    return None
+
+
 def index_schema(job_fields: Iterable[pa.Field]) -> pa.Schema:
     return pa.schema(BASE_INDEX_FIELDS + list(job_fields))
 
@@ -93,7 +128,23 @@ class OutputDir:
 
     def ensure_layout(self) -> None:
         for sub in (SHARDS, INDEX, ERRORS, STATE):
-            self.fs.create_dir(self.path(sub), recursive=True)
+            with self.writing(self.path(sub)):
+                self.fs.create_dir(self.path(sub), recursive=True)
+
+    @contextlib.contextmanager
+    def writing(self, path: str, tmp: str | None = None) -> Iterator[None]:
+        """Turn a user-side write failure of `path` into `OutputWriteError`; delete `tmp` on any failure."""
+        try:
+            yield
+        except BaseException as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+                message = describe_write_failure(exc, self.root, path)
+                if message is not None:
+                    raise OutputWriteError(message) from exc
+            raise
 
     def list_names(self, sub: str) -> list[str]:
         selector = pafs.FileSelector(self.path(sub), allow_not_found=True)
@@ -106,9 +157,10 @@ class OutputDir:
     def write_atomic(self, sub: str, name: str, data: bytes) -> None:
         """Write to a temporary name in the same folder, then rename (atomic on local/POSIX); sub "" = root."""
         tmp = self.path(sub, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
-        with self.fs.open_output_stream(tmp) as stream:
-            stream.write(data)
-        self.fs.move(tmp, self.path(sub, name))
+        with self.writing(self.path(sub, name), tmp=tmp):
+            with self.fs.open_output_stream(tmp) as stream:
+                stream.write(data)
+            self.fs.move(tmp, self.path(sub, name))
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.fs.open_input_stream(self.path(*parts)) as stream:
@@ -131,7 +183,9 @@ class OutputDir:
             yield
             return
         lock_path = self.path(STATE, "lock")
-        with open(lock_path, "a+") as handle:
+        with self.writing(lock_path):
+            handle = open(lock_path, "a+")  # noqa: SIM115 -- closed by the with-block below
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:

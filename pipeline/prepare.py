@@ -7,7 +7,7 @@ import pyarrow as pa
 from pipeline.audio import ChannelPolicy
 from pipeline.job import Job
 from pipeline.stage import Resources
-from pipeline.stages.decode import DecodeStage
+from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
 from pipeline.stages.encode import EncodeFlacStage
 
 PREPARE_INDEX_FIELDS = [
@@ -17,6 +17,7 @@ PREPARE_INDEX_FIELDS = [
     pa.field("text", pa.string()),
     pa.field("speaker", pa.string()),
     pa.field("language", pa.string()),
+    TRUNCATED_FIELD,
 ]
 
 

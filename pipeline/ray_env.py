@@ -6,17 +6,22 @@ hangs silently), so every stage's request is checked against the cluster before 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import re
 import site
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import ray
 
+from pipeline.errors import UserError
 from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -24,6 +29,80 @@ log = logging.getLogger(__name__)
 
 class ResourceError(RuntimeError):
     """A stage asks for resources the cluster cannot provide."""
+
+
+class RayConnectError(UserError):
+    """The Ray cluster at `--address` cannot be joined: unreachable, or it refuses our authentication."""
+
+
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+_TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; `ray get-auth-token` on the head node prints it"
+_HOST_PORT = re.compile(r"^(?P<host>[^:/\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
+
+
+def joins_cluster(address: str | None) -> bool:
+    """True when a run joins an existing cluster (`--address` or RAY_ADDRESS) instead of starting a local Ray."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def _auth_refused_message(address: str) -> str:
+    mode = os.environ.get(AUTH_MODE_VARIABLE)
+    if mode is None or mode.lower() != "token":
+        state = "is not set" if mode is None else f"is {mode!r}"
+        return (
+            f"the Ray cluster at {address} requires token authentication and {AUTH_MODE_VARIABLE} {state}: "
+            f"set {AUTH_MODE_VARIABLE}=token and give this machine the cluster's token ({_TOKEN_SOURCES}), then re-run"
+        )
+    return (
+        f"the Ray cluster at {address} refused this machine's authentication token: "
+        f"give it the cluster's token ({_TOKEN_SOURCES}), then re-run"
+    )
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: Ray's C++ client logs each failed probe there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_cluster_address(address: str, timeout: float = 5.0) -> None:
+    """Refuse an unreachable `host:port` or a cluster that refuses our authentication, in about a second.
+
+    Without this, `ray.init` retries for ~20 s, logging a warning per attempt, and ends in a
+    ConnectionError traceback. Other address forms (``auto``, ``ray://``) are left to `ray.init`.
+    """
+    match = _HOST_PORT.match(address.strip())
+    if match is None:
+        return
+    host, port = match.group("host").strip("[]"), int(match.group("port"))
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RayConnectError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); check --address / RAY_ADDRESS "
+            "(`ray status` on the head node shows it) and that this machine can reach that port"
+        ) from exc
+    try:  # GcsClient is private: absent or changed in another Ray version means "no probe"
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    try:
+        with _native_stderr_silenced():
+            GcsClient(address=f"{host}:{port}").cluster_id  # noqa: B018 -- the call is the probe
+    except AuthenticationError as exc:
+        raise RayConnectError(_auth_refused_message(address)) from exc
+    except Exception:  # anything else: let ray.init try and report it
+        log.debug("GCS probe of %s failed", address, exc_info=True)
 
 
 def _package_root() -> str | None:
@@ -59,7 +138,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env or None, logging_level=logging.WARNING)
+        check_cluster_address(address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env or None, logging_level=logging.WARNING)
+        except ConnectionError as exc:
+            if "Authentication" in _exception_text(exc):
+                raise RayConnectError(_auth_refused_message(address)) from exc
+            raise RayConnectError(f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())}; check --address / RAY_ADDRESS") from exc
         return True
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # A local cluster needs a few logical CPUs for Ray Data's operators to make progress together.
@@ -81,6 +166,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
             log.warning("local Ray did not start in time (%s); retrying once", exc)
             ray.shutdown()
     return True
+
+
+def _exception_text(exc: BaseException) -> str:
+    parts, current = [], exc
+    while current is not None and len(parts) < 10:
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
 
 
 def autoscaler_max_resources() -> dict[str, float]:

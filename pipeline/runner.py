@@ -8,24 +8,27 @@ not used: it needs >= 4 logical CPUs locally and works with Ray's writers, and
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipeline.audio import is_uri
+from pipeline.errors import UserError
 from pipeline.item import Item, items_to_batch
 from pipeline.job import Job, RunOptions
 from pipeline.manifest import ManifestError, manifest_fingerprint, read_manifest, resolve_path, validate_table
 from pipeline.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
-from pipeline.sink import SinkConfig
+from pipeline.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
 from pipeline.summary import format_summary, summarize, versions
+from pipeline.uri import manifest_base
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
         )
 
 
-def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: Path | None, row_problems: dict[int, str]) -> list[Item]:
+def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | None, row_problems: dict[int, str]) -> list[Item]:
     names = table.column_names
     path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
     items = []
@@ -99,6 +102,40 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(innermost).__name__}: {str(innermost).strip() or repr(exc)}"
 
 
+def _user_error_in(exc: BaseException) -> UserError | None:
+    """The `UserError` a Ray task raised (a full disk in a shard writer, ...), rebuilt from under Ray's wrappers.
+
+    Ray Data re-raises a task's exception as a `UserCodeException` that keeps only the remote
+    traceback's text, whose last line names the class and its one-line message; plain Ray tasks keep
+    the original as `cause`. Only our own (`pipeline.`) classes are rebuilt from text.
+    """
+    import importlib
+
+    import ray.exceptions
+
+    chain, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    for error in reversed(chain):
+        if isinstance(error, UserError) and not isinstance(error, ray.exceptions.RayError):
+            return error
+    lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
+    for match in reversed(lines):
+        module_name, _, class_name = match.group(1).rpartition(".")
+        if not module_name.startswith("pipeline."):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            return cls(match.group(2).strip())
+    return None
+
+
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
     import ray
@@ -109,8 +146,9 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     started = time.time()
     manifest_path = str(manifest_path)
     table = read_manifest(manifest_path)
-    base_dir = None if is_uri(manifest_path) else Path(manifest_path).resolve().parent
-    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict)
+    base_dir = manifest_base(manifest_path)
+    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict,
+                            allow_internal=job.allows_internal_columns(manifest_path, str(out_root)))
     if not report.ok or (options.strict and report.row_problems):
         raise ManifestError(manifest_path, report)
     row_problems: dict[int, str] = {}
@@ -133,14 +171,16 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             file=sys.stderr,
         )
         run_id = out.start_run()
-        audio_seconds = output_seconds = 0.0
+        totals = RunTotals()
         if todo:
             started_ray = init_ray(options.address, options.num_cpus)
             try:
-                audio_seconds, output_seconds = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
+                totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
             except (KeyboardInterrupt, ResourceError, StageResourcesError):
                 raise
             except Exception as exc:
+                if (user_error := _user_error_in(exc)) is not None:
+                    raise type(user_error)(f"[{job.name}] {user_error}") from exc  # one line, no traceback
                 raise JobFailedError(
                     f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
                     f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
@@ -155,11 +195,14 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             {
                 "command": options.command or sys.argv,
                 "wall_seconds": wall,
-                "audio_seconds_this_run": audio_seconds,
-                "output_audio_seconds_this_run": output_seconds,
+                "audio_seconds_this_run": totals.seconds_in,
+                "output_audio_seconds_this_run": totals.seconds_out,
                 "rows_this_run": len(todo),
-                "throughput_audio_s_per_s": audio_seconds / wall if wall > 0 else 0.0,
-                "throughput_output_audio_s_per_s": output_seconds / wall if wall > 0 else 0.0,
+                "rows_deferred_this_run": totals.deferred,
+                "deferred_ids": totals.deferred_ids,
+                "stage_metrics": totals.stage_metrics,
+                "throughput_audio_s_per_s": totals.seconds_in / wall if wall > 0 else 0.0,
+                "throughput_output_audio_s_per_s": totals.seconds_out / wall if wall > 0 else 0.0,
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
@@ -168,18 +211,40 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
     return summary
 
 
+@dataclass
+class RunTotals:
+    """What this run's committed parts report: audio seconds, deferred rows, stage counters."""
+
+    seconds_in: float = 0.0
+    seconds_out: float = 0.0
+    deferred: int = 0
+    deferred_ids: list[str] = field(default_factory=list)
+    stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, part: dict[str, Any]) -> None:
+        """Add one row of the sink's output (`pipeline.ray_stages.SUMMARY_SCHEMA`)."""
+        self.seconds_in += part["seconds_in"]
+        self.seconds_out += part["seconds_out"]
+        self.deferred += part["deferred"]
+        self.deferred_ids.extend(part["deferred_ids"][: max(0, MAX_DEFERRED_IDS - len(self.deferred_ids))])
+        self.stage_metrics = merge_stage_metrics([self.stage_metrics, json.loads(part["stage_metrics"])])
+
+
 def _execute(
-    job: Job, table: pa.Table, todo: list[int], base_dir: Path | None, row_problems: dict[int, str],
+    job: Job, table: pa.Table, todo: list[int], base_dir: str | None, row_problems: dict[int, str],
     out: OutputDir, run_id: str, options: RunOptions,
-) -> tuple[float, float]:
-    """Stream the rows to do through the stages and the sink; returns (input, output) audio seconds."""
+) -> RunTotals:
+    """Stream the rows to do through the stages and the sink; returns what the committed parts report."""
     import ray
     import ray.data
 
     from pipeline.ray_env import fit_stage_resources
-    from pipeline.ray_stages import apply_sink, apply_stage
+    from pipeline.ray_stages import apply_sink, apply_stage, wants_actor_restarts
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar and summary replace its chatter
+    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
+    # copy of a task's error; -v shows Ray Data's errors again.
+    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -202,7 +267,7 @@ def _execute(
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
     ds = ray.data.from_arrow(blocks)
     for stage in stages:
-        ds = apply_stage(ds, stage)
+        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
     from hierspeech import __version__
 
     sink = SinkConfig(
@@ -214,14 +279,13 @@ def _execute(
         package_version=__version__,
     )
     ds = apply_sink(ds, sink, options.rows_per_shard)
-    seconds_in = seconds_out = 0.0
+    totals = RunTotals()
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
-            seconds_in += part["seconds_in"]
-            seconds_out += part["seconds_out"]
+            totals.add(part)
             bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
-    return seconds_in, seconds_out
+    return totals
 
 
 def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:

@@ -3,6 +3,10 @@
 Runs inside Ray tasks, close to the data. Each call commits one part (see `pipeline.output`):
 tar(s) first, then the errors part, then the index part, each written under a temporary name
 and renamed. Tars are reproducible: members are sorted by key and carry a fixed mtime.
+
+Deferred items (out of device memory even alone, see `Item.defer`) are written nowhere: the
+part is named after the ids it commits, so a later run that finishes a deferred row writes a
+part of its own and never a name already taken.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import io
 import json
 import tarfile
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +36,7 @@ from pipeline.output import (
 )
 
 FIXED_MTIME = 1_700_000_000  # reproducible tars: content, not wall-clock, decides the bytes
+MAX_DEFERRED_IDS = 20  # ids of deferred rows carried to the summary (the count is always complete)
 
 
 class StaleRunError(RuntimeError):
@@ -56,6 +62,9 @@ class PartSummary:
     bytes: int
     seconds_in: float
     seconds_out: float
+    deferred: int = 0
+    deferred_ids: list[str] = field(default_factory=list)
+    stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def sample_json(item: Item, key: str, config: SinkConfig) -> bytes:
@@ -92,17 +101,18 @@ def _group_by_bytes(samples: list[tuple[str, Item, dict[str, bytes]]], max_bytes
 def _write_tar(out: OutputDir, name: str, group: list[tuple[str, Item, dict[str, bytes]]]) -> int:
     tmp = out.path(SHARDS, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
     written = 0
-    with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for key, _item, members in group:
-            for ext in sorted(members):
-                data = members[ext]
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                info.mtime = FIXED_MTIME
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
-                written += len(data)
-    out.fs.move(tmp, out.path(SHARDS, name))
+    with out.writing(out.path(SHARDS, name), tmp=tmp):
+        with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for key, _item, members in group:
+                for ext in sorted(members):
+                    data = members[ext]
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    info.mtime = FIXED_MTIME
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+                    written += len(data)
+        out.fs.move(tmp, out.path(SHARDS, name))
     return written
 
 
@@ -113,13 +123,22 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
-    """Write `items` as one committed part; returns what was written."""
+    """Write `items` as one committed part; returns what was written.
+
+    Deferred items are left out (and counted); when nothing is left to commit, nothing is written
+    and the summary's `part` is "".
+    """
     out = OutputDir(config.out)
     if out.current_run_id() != config.run_id:
         raise StaleRunError(f"run {config.run_id} is no longer the current run of {config.out}; not committing")
-    name = part_name(item.id for item in items)
-    ok = sorted((i for i in items if not i.failed), key=lambda i: sample_key(i.id))
-    failed = [i for i in items if i.failed]
+    deferred = [i.id for i in items if i.deferred]
+    metrics = merge_stage_metrics(i.stage_metrics for i in items)
+    committed = [i for i in items if not i.deferred]
+    if not committed:
+        return PartSummary("", 0, 0, [], 0, 0.0, 0.0, len(deferred), deferred[:MAX_DEFERRED_IDS], metrics)
+    name = part_name(item.id for item in items)  # deferred ids too: see pipeline.output
+    ok = sorted((i for i in committed if not i.failed), key=lambda i: sample_key(i.id))
+    failed = [i for i in committed if i.failed]
 
     samples = []
     for item in ok:
@@ -156,4 +175,18 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         bytes=total_bytes,
         seconds_in=float(sum(r.get("source_duration") or 0.0 for r in index_rows)),
         seconds_out=float(sum(r.get("duration") or 0.0 for r in index_rows)),
+        deferred=len(deferred),
+        deferred_ids=deferred[:MAX_DEFERRED_IDS],
+        stage_metrics=metrics,
     )
+
+
+def merge_stage_metrics(parts: Iterable[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum {stage: {counter: n}} mappings (items' or parts' stage metrics)."""
+    total: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for stage, counters in part.items():
+            into = total.setdefault(stage, {})
+            for counter, n in counters.items():
+                into[counter] = into.get(counter, 0) + int(n)
+    return total

@@ -4,6 +4,11 @@ A stage names itself (the name shows in Ray's dashboard and in error rows), decl
 resources, loads models once in `setup()` (per actor), and processes a batch. Stateless stages
 run as Ray tasks; stages with `stateful = True` (models) run as actor pools. One item raising
 never fails the batch: the item becomes an error row and the others go on.
+
+Batched model calls go through `process_batch_isolating`: a batch that raises is split in halves
+until only the culprit fails; out-of-memory rows are left for a later run; a broken CUDA context
+raises `DeviceContextError` so the process is replaced (see `pipeline.device_errors`). What
+happened is counted per stage (BATCH_COUNTERS) on the items and summed into the job summary.
 """
 
 from __future__ import annotations
@@ -12,9 +17,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.device_errors import DeviceContextError, ErrorKind, classify_error, release_device_memory
 from pipeline.item import Item
 
 log = logging.getLogger(__name__)
+
+BATCH_COUNTERS = ("batches", "batch_failures", "splits", "oom", "deferred_oom")
+"""Counters of `process_batch_isolating`, per stage: calls of the batch function (retries included),
+calls that raised, failed batches split in halves, out-of-memory errors, rows left for a later run."""
+DEFERRED_HINT = "out of device memory even alone; left for a later run: re-run the same command to retry it"
 
 
 @dataclass
@@ -62,23 +73,76 @@ class Stage:
             self.run_guarded(item, self.process_item)
 
     def run_guarded(self, item: Item, fn: Callable[[Item], None]) -> None:
-        """Run `fn(item)`, turning an exception into an error on the item."""
-        try:
-            fn(item)
-        except Exception as exc:  # a row's failure must never take down the batch
-            item.fail(self.name, exc)
+        """Run `fn(item)`, turning an exception into an error on the item.
+
+        Out of device memory defers the item instead; a sticky CUDA error raises `DeviceContextError`.
+        """
+        outcome = self._attempt(lambda: fn(item))
+        if outcome is not None:
+            self._settle_single(item, *outcome)
 
     def process_batch_isolating(self, items: list[Item], fn: Callable[[list[Item]], None]) -> None:
-        """Run a batched `fn`; if it raises, retry item by item so only the culprit fails."""
+        """Run a batched `fn`; if it raises, retry the halves (recursively) so only the culprit fails.
+
+        `fn` must write to its items only after the whole batch succeeded (compute into locals,
+        assign at the end): a retry then sees exactly the input the failed call was given. Retries run
+        after the exception is dropped, outside its handler, so the failed call's tensors are free;
+        an out-of-memory error also empties the CUDA cache first. A row that runs out of memory alone
+        is deferred (written nowhere: the next run retries it); any other error of a single row
+        becomes its error row; a sticky CUDA error raises `DeviceContextError`.
+        """
+        pending = [list(items)] if items else []
+        while pending:
+            batch = pending.pop()
+            batch[0].count(self.name, "batches")
+            outcome = self._attempt(lambda batch=batch: fn(batch))
+            if outcome is None:
+                continue
+            kind, error, message = outcome
+            lead = batch[0]
+            lead.count(self.name, "batch_failures")
+            if len(batch) == 1:
+                self._settle_single(lead, kind, error, message)
+                continue
+            lead.count(self.name, "splits")
+            if kind == "oom":
+                lead.count(self.name, "oom")
+                release_device_memory()
+            half = (len(batch) + 1) // 2
+            log.warning("[%s] batch of %d failed (%s: %s); retrying as %d + %d", self.name, len(batch), error, message, half, len(batch) - half)
+            pending.append(batch[half:])
+            pending.append(batch[:half])  # popped first: the first half runs first
+
+    def _attempt(self, call: Callable[[], None]) -> tuple[ErrorKind, str, str] | None:
+        """Run `call`; None when it succeeded, else (kind, exception type, message) of its error.
+
+        Only strings leave the handler, so the exception, its traceback and the frames (and tensors)
+        they hold are released as soon as this returns.
+        """
         try:
-            fn(items)
-        except Exception as exc:
-            if len(items) == 1:
-                items[0].fail(self.name, exc)
-                return
-            log.warning("[%s] batch of %d failed (%s); retrying items one by one", self.name, len(items), exc)
-            for item in items:
-                self.run_guarded(item, lambda one: fn([one]))
+            call()
+        except DeviceContextError:
+            raise
+        except Exception as exc:  # a row's failure must never take down the batch
+            kind = classify_error(exc)
+            if kind == "sticky":
+                raise DeviceContextError(
+                    f"[{self.name}] {type(exc).__name__}: {exc}; this process's CUDA context is unusable, "
+                    "so the worker exits and Ray retries its batch in a fresh process"
+                ) from exc
+            return kind, type(exc).__name__, str(exc)
+        return None
+
+    def _settle_single(self, item: Item, kind: ErrorKind, error: str, message: str) -> None:
+        """The final outcome of one item's failed call: deferred on out-of-memory, else its error row."""
+        if kind == "oom":
+            item.count(self.name, "oom")
+            item.count(self.name, "deferred_oom")
+            release_device_memory()
+            log.warning("[%s] %s alone ran out of device memory; deferred to a later run", self.name, item.id)
+            item.defer(self.name, error, f"{message} ({DEFERRED_HINT})")
+        else:
+            item.fail(self.name, message, error=error)
 
     def __call__(self, items: list[Item]) -> list[Item]:
         live = [item for item in items if not item.failed]

@@ -7,6 +7,7 @@ override is still checked against what the cluster really has.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -86,9 +87,9 @@ def apply_stage_resources(stages: list[Stage], overrides: dict[str, dict[str, fl
         )
     notes = []
     for name, values in overrides.items():
-        res = by_name[name].resources
         for key, value in values.items():
             _convert(name, key, value)
-            setattr(res, key, value)
+        stage = by_name[name]  # a new object: an override never reaches a stage sharing the old one
+        stage.resources = dataclasses.replace(stage.resources, **values)
         notes.append(f"stage '{name}': resources set by the run options: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     return notes

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from pipeline.output import ERRORS, ERRORS_SCHEMA, INDEX, SCHEMA_VERSION, SHARDS, OutputDir
+from pipeline.stage import BATCH_COUNTERS
 
 
 def versions() -> dict[str, str]:
@@ -89,6 +90,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  samples out  {summary['samples_out']}",
         f"  errors       {summary['errors']}",
     ]
+    if summary.get("rows_deferred_this_run"):
+        lines.append(
+            f"  deferred     {summary['rows_deferred_this_run']} row(s) ran out of device memory even alone "
+            f"(e.g. {', '.join(map(repr, summary.get('deferred_ids', [])[:3]))}); re-running the same command retries them"
+        )
     if summary.get("rows_missing"):
         lines.append(f"  not done yet {summary['rows_missing']} (re-run the same command to finish)")
     if summary.get("duplicates"):
@@ -103,4 +109,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"  generated    {summary['output_audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of output audio per second (this run)")
     for kind, count in list(summary.get("errors_by_type", {}).items())[:10]:
         lines.append(f"  error        {count} x {kind}")
+    for stage, counters in sorted(summary.get("stage_metrics", {}).items()):
+        counts = ", ".join(f"{name} {counters.get(name, 0)}" for name in BATCH_COUNTERS)
+        lines.append(f"  batches      {stage}: {counts}")
     return "\n".join(lines)

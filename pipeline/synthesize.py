@@ -2,7 +2,8 @@
 
 One job runs both row kinds (a row's `mode`, or the job's default mode): `hsp synthesize vc`
 and `hsp synthesize tts` fix the mode, `hsp augment` expands an ASR manifest into a plan of VC
-and/or TTS rows (`augment_plan`, written to OUT/plan.parquet) and runs the same stages on it.
+and/or TTS rows (`augment_plan` in pipeline/augment.py, written to OUT/plan.parquet) and runs
+the same stages on it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
+from pipeline.augment import AugmentOptions, augment_plan, prompt_speaker_histogram
 from pipeline.job import Job
 from pipeline.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.stage import Resources, Stage
@@ -25,8 +28,9 @@ from pipeline.stages.synthesis import (
     SynthesisModelStage,
     SynthesisOutputStage,
     VcF0Stage,
-    derive_seed,
 )
+
+__all__ = ["AugmentOptions", "SynthesizeConfig", "augment_plan", "load_models_file", "prompt_speaker_histogram", "synthesize_job"]
 
 OUTPUT_RATES = (16000, 24000, 48000)
 
@@ -115,7 +119,7 @@ class SynthesizeConfig:
     speechsr: dict[int, str] = field(default_factory=dict)
     w2v_model: str = "facebook/mms-300m"
     w2v_layer: int = 7
-    f0_backend: str = "amfm"
+    f0_backend: str = DEFAULT_F0_BACKEND  # one rule for every command: see hierspeech.f0.DEFAULT_BACKEND
     denoise_chunk_seconds: float | None = 4.0
     defaults: SynthesisDefaults = field(default_factory=SynthesisDefaults)
     limits: InputLimits = field(default_factory=InputLimits)
@@ -175,19 +179,41 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
         raise ValueError("--denoise-ratio > 0 needs --denoiser PATH (denoiser/g_best)")
     if config.defaults.output_sr != 16000 and config.defaults.output_sr not in config.speechsr:
         raise ValueError(f"--output-sr {config.defaults.output_sr} needs --speechsr for that rate")
+    from pipeline.min_length import PROMPT
+
+    if config.limits.min_prompt_seconds < PROMPT.seconds:
+        raise ValueError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
+                         f"needs: {PROMPT.samples} samples ({PROMPT.seconds:.4f} s at 16 kHz); give at least that")
     if "vc" in config.modes:
         from pipeline.extract import check_f0_backend, check_w2v_model
 
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
+    from hierspeech.denoiser import Denoiser
+    from hierspeech.speechsr import SpeechSR
+    from hierspeech.synthesizer import Synthesizer
+    from hierspeech.ttv import TTV
+    from pipeline.model_checks import check_checkpoints
+
+    check_checkpoints(
+        "synthesize",
+        [
+            ("--synthesizer", Synthesizer, config.synthesizer),
+            ("--ttv", TTV, config.ttv if "tts" in config.modes else None),
+            ("--denoiser", Denoiser, config.denoiser),
+            *[("--speechsr", SpeechSR, path) for _, path in sorted(config.speechsr.items())],
+        ],
+    )
 
     models = ModelPaths(
         synthesizer=config.synthesizer, ttv=config.ttv, denoiser=config.denoiser, speechsr=dict(config.speechsr), w2v_model=config.w2v_model, w2v_layer=config.w2v_layer
     )
 
     def build() -> list[Stage]:
-        cpu = Resources(num_cpus=config.cpus_per_task)
-        stages: list[Stage] = [SynthesisInputStage(default_mode=config.mode, defaults=config.defaults, limits=config.limits, resources=cpu)]
+        def cpu() -> Resources:  # one object per stage: `--stage-resources synth_inputs=...` changes that stage only
+            return Resources(num_cpus=config.cpus_per_task)
+
+        stages: list[Stage] = [SynthesisInputStage(default_mode=config.mode, defaults=config.defaults, limits=config.limits, resources=cpu())]
         if "vc" in config.modes:
             stages.append(VcF0Stage(backend=config.f0_backend, resources=Resources(num_cpus=config.cpus_per_task, actors=config.cpu_actors)))
         stages.append(
@@ -199,82 +225,9 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
                 resources=Resources(num_cpus=1.0, num_gpus=config.gpus_per_actor, actors=config.gpu_actors),
             )
         )
-        stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu))
+        stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu()))
         return stages
 
     columns = {"vc": SYNTHESIZE_VC_COLUMNS, "tts": SYNTHESIZE_TTS_COLUMNS, None: PLAN_COLUMNS}[config.mode]
     name = {"vc": "synthesize_vc", "tts": "synthesize_tts", None: "augment"}[config.mode]
     return Job(name=name, build_stages=build, index_fields=SYNTHESIZE_INDEX_FIELDS, extra_columns=columns, output_options=config.output_options())
-
-
-# ---------------------------------------------------------------------------------------- augment
-@dataclass(frozen=True)
-class AugmentOptions:
-    variants: int = 1
-    mode: str = "vc"  # vc | tts | both
-    seed: int = 0
-
-
-def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOptions, prompts: pa.Table | None = None, prompts_dir: Path | None = None) -> pa.Table:
-    """Expand an ASR manifest (id, audio, text, speaker) into synthesis rows; deterministic.
-
-    For each source row and mode (vc, tts or both), K variants with ids ``<id>__<mode><k>``.
-    Prompts are drawn from the pool (`prompts` or the manifest itself) restricted to speakers
-    other than the source's: a generator seeded with sha256(seed, id, mode) permutes the
-    candidates (sorted by id) and variant k takes the k-th of them (cycling when fewer than K).
-    A row's synthesis seed is derive_seed(seed, output id). A source without candidates gets a
-    row with a null prompt, which the job records as an error row.
-    """
-    import numpy as np
-
-    from pipeline.manifest import resolve_path
-
-    modes = {"vc": ["vc"], "tts": ["tts"], "both": ["vc", "tts"]}[options.mode]
-    rows = manifest.to_pylist()
-    pool_rows = prompts.to_pylist() if prompts is not None else rows
-    pool_base = prompts_dir if prompts is not None else base_dir
-
-    def absolute(path: str | None, base: Path | None) -> str | None:
-        return resolve_path(path, base) if path and base is not None else path
-
-    pool = sorted(
-        ((str(r["id"]), absolute(r["audio"], pool_base), r.get("speaker")) for r in pool_rows if r.get("audio")),
-        key=lambda p: p[0],
-    )
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        source_id, speaker = str(row["id"]), row.get("speaker")
-        candidates = [p for p in pool if p[0] != source_id and (speaker is None or p[2] != speaker)]
-        for mode in modes:
-            order: list[int] = []
-            if candidates:
-                rng = np.random.default_rng(derive_seed(options.seed, source_id, mode))
-                order = [int(i) for i in rng.permutation(len(candidates))]
-            for k in range(options.variants):
-                prompt = candidates[order[k % len(order)]] if order else (None, None, None)
-                out_id = f"{source_id}__{mode}{k}"
-                out.append(
-                    {
-                        "id": out_id,
-                        "mode": mode,
-                        "audio": absolute(row["audio"], base_dir),
-                        "text": row.get("text"),
-                        "language": row.get("language"),
-                        "speaker": prompt[2],
-                        "source_speaker": speaker,
-                        "source_id": source_id,
-                        "prompt_id": prompt[0],
-                        "target_audio": prompt[1] if mode == "vc" else None,
-                        "prompt_audio": prompt[1] if mode == "tts" else None,
-                        "variant": k,
-                        "seed": derive_seed(options.seed, out_id),
-                    }
-                )
-    schema = pa.schema(
-        [
-            ("id", pa.string()), ("mode", pa.string()), ("audio", pa.string()), ("text", pa.string()), ("language", pa.string()),
-            ("speaker", pa.string()), ("source_speaker", pa.string()), ("source_id", pa.string()), ("prompt_id", pa.string()),
-            ("target_audio", pa.string()), ("prompt_audio", pa.string()), ("variant", pa.int64()), ("seed", pa.int64()),
-        ]
-    )
-    return pa.Table.from_pylist(out, schema=schema)

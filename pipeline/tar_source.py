@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 from braceexpand import braceexpand
 
-from pipeline.audio import is_uri
 from pipeline.output import INDEX, SHARDS, TMP_PREFIX, OutputDir
+from pipeline.uri import is_uri, local_path
 
 # Audio member extensions, in the order a sample's primary audio member is chosen.
 AUDIO_EXTENSIONS = ("flac", "wav", "mp3", "ogg", "opus")
@@ -79,7 +79,7 @@ def _open(path: str) -> BinaryIO:
 
         filesystem, inner = pafs.FileSystem.from_uri(path)
         return filesystem.open_input_file(inner)
-    return open(path[len("file://") :] if path.startswith("file://") else path, "rb")
+    return open(local_path(path), "rb")
 
 
 def read_member_bytes(handle: BinaryIO, offset: int, size: int) -> bytes:

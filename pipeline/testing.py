@@ -38,11 +38,15 @@ class PlacementProbeStage(Stage):
 
 
 class SlowProbeStage(PlacementProbeStage):
-    """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job."""
+    """`PlacementProbeStage` that also sleeps `delay` seconds per item, so a test can kill a node mid-job.
 
-    def __init__(self, resources: Resources | None = None, delay: float = 0.0):
+    `batch_size` 1 with one actor makes rows reach the shard writer one by one (parts commit in turn).
+    """
+
+    def __init__(self, resources: Resources | None = None, delay: float = 0.0, batch_size: int = 4):
         super().__init__(resources)
         self.delay = delay
+        self.batch_size = batch_size
 
     def process_item(self, item: Item) -> None:
         if self.delay:
@@ -50,7 +54,7 @@ class SlowProbeStage(PlacementProbeStage):
         super().process_item(item)
 
 
-def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job:
+def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_size: int = 4) -> Job:
     """`prepare` (decode + FLAC) plus a GPU stage that records its placement in each sample's json.
 
     A small real job for checking a cluster: GPU samples must show a GPU node's ip and GPU ids.
@@ -58,7 +62,7 @@ def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job
     base = prepare_job(16000)
 
     def build() -> list[Stage]:
-        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay)
+        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay, batch_size=batch_size)
         return [*base.build_stages(), probe]
 
     return Job(
@@ -67,3 +71,60 @@ def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0) -> Job
         index_fields=base.index_fields,
         output_options={**base.output_options, "num_gpus": num_gpus},
     )
+
+
+class OutOfMemoryProbeStage(Stage):
+    """A stateful batched stage that runs out of "device memory" on purpose, to check the retry rules.
+
+    Any call with more than `max_rows` rows raises `torch.cuda.OutOfMemoryError`, and so does every
+    call holding one of `ids` while the file `until` does not exist (create it to let a re-run
+    finish those rows). Rows that pass get `meta['oom_probe'] = True`. Needs no GPU.
+    """
+
+    name = "oom_probe"
+    stateful = True
+    batch_size = 4
+
+    def __init__(self, *, max_rows: int, ids: tuple[str, ...] = (), until: str = "", resources: Resources | None = None):
+        super().__init__(resources or Resources(num_cpus=0.5))
+        self.max_rows = max_rows
+        self.ids = frozenset(ids)
+        self.until = until
+
+    def process(self, items: list[Item]) -> None:
+        self.process_batch_isolating(items, self._run)
+
+    def _run(self, items: list[Item]) -> None:
+        import torch
+
+        blocked = not (self.until and os.path.exists(self.until)) and any(item.id in self.ids for item in items)
+        if len(items) > self.max_rows or blocked:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (probe: {len(items)} rows, at most {self.max_rows})")
+        for item in items:
+            item.meta["oom_probe"] = True
+
+
+class StickyErrorProbeStage(Stage):
+    """A stateful batched stage whose first call anywhere raises a sticky CUDA error ("illegal memory
+    access") and writes its pid to the file `marker`; later calls pass (`meta['sticky_probe']`).
+    Checks that a broken CUDA context restarts the actor and redoes its batch. Needs no GPU."""
+
+    name = "sticky_probe"
+    stateful = True
+    batch_size = 4
+
+    def __init__(self, *, marker: str, resources: Resources | None = None):
+        super().__init__(resources or Resources(num_cpus=0.5))
+        self.marker = marker
+
+    def process(self, items: list[Item]) -> None:
+        self.process_batch_isolating(items, self._run)
+
+    def _run(self, items: list[Item]) -> None:
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (probe)")
+        for item in items:
+            item.meta["sticky_probe"] = os.getpid()
+

@@ -15,13 +15,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio import ChannelPolicy, decode_audio, resample
+from pipeline.audio import ChannelPolicy, decode_audio
 from pipeline.item import Item
 from pipeline.job import Job
 from pipeline.manifest import Column
 from pipeline.output import STATE, OutputDir
 from pipeline.stage import Resources, Stage
-from pipeline.stages.decode import PASSTHROUGH, DecodeStage
+from pipeline.stages.decode import PASSTHROUGH, TRUNCATED_FIELD, DecodeStage, truncation_record
 from pipeline.stages.encode import EncodeFlacStage
 from pipeline.tar_source import build_tar_manifest, is_tar_input, sample_members
 
@@ -39,10 +39,12 @@ CLIPPED_MIN_SAMPLES = 3
 DEFAULT_GPU_BATCH_SECONDS = 10.0
 INPUT_MANIFEST = "input_manifest.parquet"
 
+# Internal: only the manifest that tar input builds (OUT/_state/input_manifest.parquet) may hold them; a
+# user's manifest with them is refused (they make the decode copy byte ranges of the `audio` file).
 UPSAMPLE_COLUMNS: tuple[Column, ...] = (
-    Column("tar_key", "string", doc="tar input: the sample's WebDataset key"),
-    Column("tar_member", "string", doc="tar input: extension of the audio member"),
-    Column("tar_members", "string", doc="tar input: json {ext: [offset, size]} of every member"),
+    Column("tar_key", "string", internal=True, doc="tar input: the sample's WebDataset key"),
+    Column("tar_member", "string", internal=True, doc="tar input: extension of the audio member"),
+    Column("tar_members", "string", internal=True, doc="tar input: json {ext: [offset, size]} of every member"),
 )
 
 UPSAMPLE_INDEX_FIELDS = [
@@ -62,6 +64,7 @@ UPSAMPLE_INDEX_FIELDS = [
     pa.field("text", pa.string()),
     pa.field("speaker", pa.string()),
     pa.field("language", pa.string()),
+    TRUNCATED_FIELD,
 ]
 
 
@@ -99,6 +102,19 @@ def normalize_output(output: np.ndarray, source_peak: float, mode: str) -> tuple
 
 
 # -- stages ---------------------------------------------------------------------------------------
+class _SourceLevel:
+    """Peak and clipped-sample count of the source, accumulated over decode blocks (native rate, mono)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.clipped = 0
+
+    def add(self, block: np.ndarray) -> None:
+        magnitude = np.abs(block)
+        self.peak = max(self.peak, float(magnitude.max()))
+        self.clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+
+
 class UpsampleDecodeStage(DecodeStage):
     """Manifest row or tar sample -> 16 kHz mono `data['audio']`, source level facts and provenance.
 
@@ -122,15 +138,16 @@ class UpsampleDecodeStage(DecodeStage):
                 if fields.get(name) is not None:
                     item.meta[name] = item.index[name] = fields[name]
             item.meta["source"] = source
-        decoded = decode_audio(source, channel_policy=self.channel_policy, max_seconds=self.max_seconds, name=label)
-        native = decoded.samples
-        source_peak = float(np.max(np.abs(native)))
-        clipped = int(np.count_nonzero(np.abs(native) >= CLIP_LEVEL))
-        item.data["audio"] = resample(native, decoded.sample_rate, MODEL_INPUT_RATE)
+        level = _SourceLevel()
+        decoded = decode_audio(source, target_sample_rate=MODEL_INPUT_RATE, channel_policy=self.channel_policy,
+                               max_seconds=self.max_seconds, name=label, on_block=level.add)
+        self.check_length(decoded, label)
+        source_peak, clipped = level.peak, level.clipped
+        item.data["audio"] = decoded.samples
         item.data["sample_rate"] = MODEL_INPUT_RATE
         item.data["source_peak"] = source_peak
         flags = {
-            "narrowband_source": decoded.sample_rate < MODEL_INPUT_RATE,
+            "narrowband_source": decoded.source_sample_rate < MODEL_INPUT_RATE,
             "clipped_source": clipped >= CLIPPED_MIN_SAMPLES,
             "silent_source": source_peak < SILENCE_PEAK,
         }
@@ -145,8 +162,9 @@ class UpsampleDecodeStage(DecodeStage):
                 "source_clipped_samples": clipped,
                 "channel_policy": self.channel_policy if decoded.source_channels > 1 else "mono",
                 "model_input_sample_rate": MODEL_INPUT_RATE,
-                "resampled_to_16k": decoded.sample_rate != MODEL_INPUT_RATE,
+                "resampled_to_16k": decoded.source_sample_rate != MODEL_INPUT_RATE,
                 "flags": sorted(name for name, on in flags.items() if on),
+                **truncation_record(decoded),
             }
         )
         item.index.update(
@@ -155,6 +173,7 @@ class UpsampleDecodeStage(DecodeStage):
                 "source_sample_rate": decoded.source_sample_rate,
                 "source_channels": decoded.source_channels,
                 "source_peak": source_peak,
+                "truncated": decoded.truncated,
                 **flags,
             }
         )
@@ -238,10 +257,13 @@ class SpeechSRStage(Stage):
                 raise ValueError(f"SpeechSR needs {MODEL_INPUT_RATE} Hz input, got {item.data['sample_rate']}")
         waves = [torch.from_numpy(np.ascontiguousarray(item.data["audio"])).to(self.device) for item in items]
         outputs = upsample_batch(self.model, waves, window=self.window, batch_size=self.windows_per_call)
+        results = []
         for item, wave, out in zip(items, waves, outputs, strict=True):
             samples = out.float().cpu().numpy()
             if samples.shape[0] != self.model.output_length(wave.shape[0]) or not np.all(np.isfinite(samples)):
                 raise RuntimeError(f"SpeechSR produced an invalid output for id {item.id!r}")
+            results.append(samples)
+        for item, samples in zip(items, results, strict=True):  # the whole batch succeeded: now write
             item.data["audio"] = samples
             item.data["sample_rate"] = self.model.sampling_rate
 
@@ -310,6 +332,10 @@ def upsample_job(
     if config_rate != int(sample_rate):
         raise WeightsError(f"{path} is a {config_rate} Hz SpeechSR (its config.json), not {sample_rate} Hz; "
                            "pass the matching --checkpoint or --sr")
+    from hierspeech.speechsr import SpeechSR
+    from pipeline.model_checks import check_checkpoints
+
+    check_checkpoints("upsample", [("--checkpoint" if checkpoint else "SpeechSR", SpeechSR, str(path))])
     sha = sha256_file(path)
     model_record = {"name": "SpeechSR", "variant": variant, "checkpoint": str(path), "checkpoint_sha256": sha,
                     "config": str(path.with_name("config.json"))}
@@ -330,6 +356,7 @@ def upsample_job(
         build_stages=build,
         index_fields=UPSAMPLE_INDEX_FIELDS,
         extra_columns=UPSAMPLE_COLUMNS,
+        internal_manifest=INPUT_MANIFEST,
         output_options={"sample_rate": int(sample_rate), "normalize": normalize, "bits": bits,
                         "channel_policy": channel_policy, "max_seconds": max_seconds, "checkpoint_sha256": sha},
     )

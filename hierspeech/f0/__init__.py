@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 SAMPLE_RATE = 16000
 HOP_MULTIPLE = 1280
@@ -36,9 +35,18 @@ YAAPT_PARAMS: dict[str, float] = {
 """YAAPT parameters of the released checkpoints' F0 features."""
 
 DEFAULT_BACKEND = "fast"
-"""Our numba YAAPT: ~11x amfm_decompy single-core, and within the parity thresholds of the fast-F0 issue
-(voicing >= 99.5 % of frames, |dF0| <= 1 Hz on >= 99 %, median relative error <= 0.1 %) on the kit and a
-noisy multi-voice espeak corpus (bench/bench_f0_parity.py). "amfm" is the bit-exact reference."""
+"""The F0 backend of every command that computes F0 (`extract`, `synthesize vc`, `augment`), so training
+features and synthesis inputs come from one implementation. Our numba YAAPT: ~11x amfm_decompy per core,
+within the parity thresholds (voicing >= 99.5 % of frames, |dF0| <= 1 Hz on >= 99 %, median relative
+error <= 0.1 %) on the kit and a noisy multi-voice espeak corpus (bench/bench_f0_parity.py, docs/f0.md).
+"amfm" is the reference implementation the goldens were made with."""
+
+BACKEND_HELP = (
+    f"{DEFAULT_BACKEND} (the default of every command, so training features and synthesis inputs get the "
+    "same F0): our YAAPT, ~11x amfm per core, within pYAAPT's parity thresholds (docs/f0.md); amfm: "
+    "amfm_decompy's pYAAPT, the reference the goldens were made with (use it to reproduce them)."
+)
+"""The `--f0-backend` help of every command: one rule, said once."""
 
 _BACKENDS: dict[str, tuple[str, str]] = {
     "amfm": ("hierspeech.f0.amfm", "yaapt_amfm"),
@@ -191,6 +199,8 @@ def normalize_f0_to_target(source_f0: np.ndarray, target_f0: np.ndarray) -> np.n
             )
         standardised = (f0[voiced] - f0[voiced].mean()) / source_std
         f0[voiced] = (standardised * target_voiced.std() + target_voiced.mean()).clip(min=0)
+    import torch  # torch's float32 log, as upstream; imported here so `hsp --help` reads the constants without torch
+
     return torch.log(torch.from_numpy((f0 + 1).astype(np.float32))).numpy()
 
 
@@ -202,6 +212,8 @@ def vc_log_f0(source_16k: np.ndarray, target_16k: np.ndarray, *, backend: str = 
 
 
 __all__ = [
+    "BACKEND_HELP",
+    "DEFAULT_BACKEND",
     "EDGE_PAD",
     "F0_HOP",
     "HOP_MULTIPLE",

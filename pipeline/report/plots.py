@@ -15,6 +15,10 @@ from matplotlib.ticker import MaxNLocator
 
 WIDE = (7.2, 3.0)
 DPI = 110
+SPECTROGRAM_DBFS = (-100.0, 0.0)
+"""The colour scale of every spectrogram, in dB relative to full scale (0 dB: the peak bin of a
+full-scale sine). One fixed range, so levels compare across samples and a silent file is dark; a
+range per image would stretch any file, silence included, to look full-scale."""
 COLOR = "#3b6ea8"
 COLOR_2 = "#e08a2c"
 
@@ -143,36 +147,43 @@ def w2v_frames(frames: np.ndarray, durations: np.ndarray | None = None, frame_ra
     return _png(fig)
 
 
-def _log_spectrogram(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
-    """(freq, time) magnitude in dB, clipped to 80 dB below the peak; and the hop in seconds."""
-    n_fft = 1 << int(np.ceil(np.log2(max(256, rate * 0.032))))  # ~32 ms windows at any rate
+def spectrogram_dbfs(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+    """(freq, time) magnitude in dBFS, clipped to `SPECTROGRAM_DBFS`; and the hop in seconds.
+
+    ~32 ms Hann windows at any rate; magnitudes are scaled by 2 / sum(window), so a full-scale sine's
+    bin reads 0 dBFS whatever the rate and window length.
+    """
+    n_fft = 1 << int(np.ceil(np.log2(max(256, rate * 0.032))))
     hop = n_fft // 4
     audio = np.asarray(audio, dtype=np.float32)
     if audio.size < n_fft:
         audio = np.pad(audio, (0, n_fft - audio.size))
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop] * np.hanning(n_fft).astype(np.float32)
-    magnitude = np.abs(np.fft.rfft(frames, axis=1)).T
-    db = 20 * np.log10(magnitude + 1e-9)
-    return np.maximum(db, db.max() - 80.0), hop / rate
+    window = np.hanning(n_fft).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop] * window
+    magnitude = np.abs(np.fft.rfft(frames, axis=1)).T * (2.0 / float(window.sum()))
+    floor, top = SPECTROGRAM_DBFS
+    db = 20 * np.log10(np.maximum(magnitude, 10 ** (floor / 20)))
+    return np.clip(db, floor, top), hop / rate
 
 
 def spectrograms(panels: Sequence[tuple[str, np.ndarray, int]], max_hz: float | None = None) -> bytes:
-    """Spectrograms side by side on one frequency axis and one colour scale (so an added band shows).
+    """Spectrograms side by side on one frequency axis and the fixed `SPECTROGRAM_DBFS` colour scale.
 
     Above a panel's Nyquist frequency there is nothing: it is drawn in the colour of silence.
     """
     top = max_hz or max(rate / 2 for _, _, rate in panels)
-    computed = [(title, *_log_spectrogram(audio, rate), rate) for title, audio, rate in panels]
-    vmax = max(float(db.max()) for _, db, _, _ in computed)
+    computed = [(title, *spectrogram_dbfs(audio, rate), rate) for title, audio, rate in panels]
+    vmin, vmax = SPECTROGRAM_DBFS
     cmap = plt.get_cmap("magma")
     size = (5.2, 2.2) if len(panels) == 1 else (5.2 * len(panels), 2.6)
     fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
     for ax, (title, db, hop, rate) in zip(axes[0], computed, strict=True):
         ax.set_facecolor(cmap(0.0))
-        ax.imshow(db, origin="lower", aspect="auto", cmap=cmap, vmin=vmax - 80.0, vmax=vmax, extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
+        ax.imshow(db, origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, db.shape[1] * hop, 0, rate / 2 / 1000))
         ax.set_ylim(0, top / 1000)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("time (s)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("kHz", fontsize=8)
+    axes[0][-1].set_xlabel(f"time (s); colour {vmin:g} to {vmax:g} dBFS", fontsize=8)
     return _png(fig)

@@ -219,7 +219,9 @@ class ModelFeaturesStage(Stage):
     """The model stage: w2v content features and/or the MP-SENet denoised audio, batched.
 
     Models load once per actor. w2v items are grouped by length within a Ray batch (at most
-    `batch_seconds` of padded audio per forward); a batch that raises is retried item by item.
+    `batch_seconds` of padded audio per forward); denoising runs `denoise_batch_items` rows per
+    call (0: 1 on CPU, 8 on CUDA), sorted by length. Both write to their items only once the whole
+    call succeeded, so a batch that raises is retried in halves on unchanged input.
     """
 
     name = "model_features"
@@ -233,12 +235,14 @@ class ModelFeaturesStage(Stage):
         w2v: W2vOptions | None = W2vOptions(),
         denoiser_ckpt: str | None = None,
         denoise_chunk_seconds: float | None = 4.0,
+        denoise_batch_items: int = 0,
         resources: Resources | None = None,
     ):
         super().__init__(resources)
         self.w2v = w2v
         self.denoiser_ckpt = denoiser_ckpt
         self.denoise_chunk_seconds = denoise_chunk_seconds
+        self.denoise_batch_items = denoise_batch_items
         self._w2v_model = None
         self._denoiser = None
 
@@ -281,9 +285,10 @@ class ModelFeaturesStage(Stage):
         if self._w2v_model is not None:
             self.process_batch_isolating(items, self._extract_w2v)
         if self._denoiser is not None:
-            for item in items:
-                if not item.failed:
-                    self.run_guarded(item, self._denoise)
+            live = sorted((item for item in items if not item.failed), key=lambda item: len(item.data["audio"]))
+            size = self.denoise_batch_items or (8 if self.device == "cuda" else 1)
+            for at in range(0, len(live), size):
+                self.process_batch_isolating(live[at : at + size], self._denoise)
 
     def _extract_w2v(self, items: list[Item]) -> None:
         import torch
@@ -297,33 +302,45 @@ class ModelFeaturesStage(Stage):
             dtype=dtype,
             backend=self.w2v.backend,
         )
-        share = (time.perf_counter() - started) / max(1, len(items))
-        for item, feat in zip(items, feats, strict=True):
-            array = feat.numpy()
+        arrays = [feat.numpy() for feat in feats]
+        for item, array in zip(items, arrays, strict=True):
             if not np.all(np.isfinite(array)):
                 raise FloatingPointError(f"w2v features of {item.id!r} are not finite (overflow in {self.w2v.dtype}?)")
-            item.members["w2v.npy"] = npy_bytes(array)
+        members = [npy_bytes(array) for array in arrays]
+        share = (time.perf_counter() - started) / max(1, len(items))
+        for item, array, member in zip(items, arrays, members, strict=True):  # the whole batch succeeded
+            item.members["w2v.npy"] = member
             item.meta["w2v"] = {"shape": list(array.shape), "dtype": self.w2v.dtype, "frame_rate": 50, **self._w2v_meta}
             item.index.update({"w2v_frames": int(array.shape[1]), "w2v_dim": int(array.shape[0])})
             item.data.setdefault("timings", {})["w2v"] = share
 
-    def _denoise(self, item: Item) -> None:
+    def _denoise(self, items: list[Item]) -> None:
+        """Denoise a batch: zero-padded to a multiple of 1600 each, run as one ragged batch (items never
+        interact: each equals its solo run), cut back to each item's length."""
         import torch
 
         from hierspeech.denoiser import denoise
         from pipeline.audio import encode_flac
 
         started = time.perf_counter()
-        audio = torch.from_numpy(item.data["audio"])
-        length = audio.shape[0]
-        padded = torch.nn.functional.pad(audio, (0, -length % DENOISE_PAD_MULTIPLE))
-        clean = denoise(padded.to(self.device), self._denoiser, chunk_seconds=self.denoise_chunk_seconds)[0, :length]
-        if clean.shape[0] < length:
-            clean = torch.nn.functional.pad(clean, (0, length - clean.shape[0]))
-        clean = clean.float().cpu().numpy()
-        if not np.all(np.isfinite(clean)):
-            raise FloatingPointError(f"denoised audio of {item.id!r} is not finite")
-        item.members["denoised.flac"] = encode_flac(clean, SAMPLE_RATE, 16)
-        item.index["denoised"] = True
-        item.meta["denoised"] = {"member": "denoised.flac", "sample_rate": SAMPLE_RATE, "num_samples": int(length), **self._denoise_meta}
-        item.data.setdefault("timings", {})["denoise"] = time.perf_counter() - started
+        lengths = [len(item.data["audio"]) for item in items]
+        padded = [length + (-length % DENOISE_PAD_MULTIPLE) for length in lengths]
+        batch = torch.zeros(len(items), max(padded))
+        for row, item in enumerate(items):
+            batch[row, : lengths[row]] = torch.from_numpy(item.data["audio"])
+        out = denoise(batch.to(self.device), self._denoiser, padded, chunk_seconds=self.denoise_chunk_seconds)
+        cleaned = []
+        for row, (item, length) in enumerate(zip(items, lengths, strict=True)):
+            clean = out[row, :length]
+            if clean.shape[0] < length:
+                clean = torch.nn.functional.pad(clean, (0, length - clean.shape[0]))
+            clean = clean.float().cpu().numpy()
+            if not np.all(np.isfinite(clean)):
+                raise FloatingPointError(f"denoised audio of {item.id!r} is not finite")
+            cleaned.append(encode_flac(clean, SAMPLE_RATE, 16))
+        share = (time.perf_counter() - started) / len(items)
+        for item, length, member in zip(items, lengths, cleaned, strict=True):  # the whole batch succeeded
+            item.members["denoised.flac"] = member
+            item.index["denoised"] = True
+            item.meta["denoised"] = {"member": "denoised.flac", "sample_rate": SAMPLE_RATE, "num_samples": int(length), **self._denoise_meta}
+            item.data.setdefault("timings", {})["denoise"] = share

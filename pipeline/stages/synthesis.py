@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
 from pipeline.item import Item
 from pipeline.stage import Resources, Stage
 
@@ -174,7 +175,7 @@ class VcF0Stage(Stage):
     batch_size = 1
     input_rows_per_block = 1
 
-    def __init__(self, *, backend: str = "amfm", resources: Resources | None = None):
+    def __init__(self, *, backend: str = DEFAULT_F0_BACKEND, resources: Resources | None = None):
         super().__init__(resources)
         self.backend = backend
 
@@ -213,6 +214,8 @@ class SynthesisModelStage(Stage):
     the item's own seeded generators, so an item's output does not depend on its batch mates
     beyond float rounding (padded batches sum in another order). Bit-identical reruns therefore
     need a fixed batch composition: the default runs one item at a time on CPU, 8 on CUDA.
+    Each batched step writes to its items only once the whole batch succeeded (`_commit`), so a
+    failed batch is retried in halves on exactly the input it was given.
     """
 
     name = "synthesis"
@@ -227,10 +230,14 @@ class SynthesisModelStage(Stage):
         modes: tuple[str, ...],
         denoise_chunk_seconds: float | None = 4.0,
         max_batch_items: int = 0,
+        speechsr_window: int | None = None,
+        speechsr_windows_per_call: int | None = None,
         resources: Resources | None = None,
     ):
         super().__init__(resources)
         self.max_batch_items = max_batch_items  # 0: 1 on CPU (bit-reproducible), 8 on CUDA
+        self.speechsr_window = speechsr_window  # output samples per SpeechSR window (None: the default)
+        self.speechsr_windows_per_call = speechsr_windows_per_call  # windows per SpeechSR call (None: the default)
         self.models = models
         self.modes = modes
         self.denoise_chunk_seconds = denoise_chunk_seconds
@@ -301,9 +308,18 @@ class SynthesisModelStage(Stage):
         for key, group in groups.items():
             for at in range(0, len(group), size):
                 self.process_batch_isolating(group[at : at + size], self._run_tts if key[0] == "tts" else self._run_vc)
+        by_rate: dict[int, list[Item]] = {}
         for item in items:
-            if not item.failed:
-                self.run_guarded(item, self._super_resolve)
+            if item.failed:
+                continue
+            rate = item.data["params"]["output_sr"]
+            if rate == SAMPLE_RATE:
+                item.data["raw_rate"] = SAMPLE_RATE
+            else:
+                by_rate.setdefault(rate, []).append(item)
+        for group in by_rate.values():
+            for at in range(0, len(group), size):
+                self.process_batch_isolating(group[at : at + size], self._super_resolve)
 
     def _check_item(self, item: Item) -> None:
         p = item.data["params"]
@@ -313,34 +329,37 @@ class SynthesisModelStage(Stage):
             raise ValueError(f"output_sr={p['output_sr']} needs a SpeechSR checkpoint for that rate (have: {sorted(self.speechsr) or 'none'})")
         item.meta["checkpoints"] = self.provenance
 
-    def _prompt_mels(self, items: list[Item]) -> tuple[Any, Any]:
-        """(2B, 80, T) mels: the B prompts, then the B denoised prompts (the prompt itself when ratio 0)."""
+    def _prompt_mels(self, items: list[Item]) -> tuple[Any, Any, list[float]]:
+        """(2B, 80, T) mels: the B prompts, then the B denoised prompts (the prompt itself when ratio 0);
+        their (2B,) lengths; and each prompt's peak. Prompts to denoise run as one ragged batch."""
         import torch
 
         from hierspeech.denoiser import denoise
 
-        originals, cleaned = [], []
-        for item in items:
-            audio = torch.from_numpy(np.ascontiguousarray(item.data["prompt"], dtype=np.float32)).to(self.device)
-            length = audio.shape[0]
-            item.data["prompt_peak"] = float(audio.abs().max())
-            if item.data["params"]["denoise_ratio"] > 0:
-                padded = torch.nn.functional.pad(audio, (0, (length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE - length))
-                clean = denoise(padded, self.denoiser, chunk_seconds=self.denoise_chunk_seconds)[0, :length]
-            else:
-                clean = audio
-            originals.append(audio)
-            cleaned.append(clean)
-        waves = originals + cleaned
-        mels = [self.mel(w) for w in waves]
-        lengths = torch.tensor([m.shape[-1] for m in mels], device=self.device)
-        batch = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()), device=self.device)
+        originals = [torch.from_numpy(np.ascontiguousarray(item.data["prompt"], dtype=np.float32)).to(self.device) for item in items]
+        peaks = [float(audio.abs().max()) for audio in originals]
+        cleaned = list(originals)
+        noisy = [b for b, item in enumerate(items) if item.data["params"]["denoise_ratio"] > 0]
+        if noisy:
+            lengths = [originals[b].shape[0] for b in noisy]
+            padded = [(length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE for length in lengths]
+            batch = torch.zeros(len(noisy), max(padded), device=self.device)
+            for row, b in enumerate(noisy):
+                batch[row, : lengths[row]] = originals[b]
+            clean = denoise(batch, self.denoiser, padded, chunk_seconds=self.denoise_chunk_seconds)
+            for row, b in enumerate(noisy):
+                cleaned[b] = clean[row, : lengths[row]]
+        mels = [self.mel(w) for w in originals + cleaned]
+        mel_lengths = torch.tensor([m.shape[-1] for m in mels], device=self.device)
+        batch = torch.zeros(len(mels), mels[0].shape[0], int(mel_lengths.max()), device=self.device)
         for i, mel in enumerate(mels):
             batch[i, :, : mel.shape[-1]] = mel
-        return batch, lengths
+        return batch, mel_lengths, peaks
 
-    def _synthesize(self, items: list[Item], w2v, w2v_lengths, log_f0, mels, mel_lengths, generators) -> None:
-        """Synthesizer on (B, 1024, T) w2v + (B, 1, 4T) log-F0; per-item noise scaled by its noise scale."""
+    def _synthesize(self, items: list[Item], w2v, w2v_lengths, log_f0, mels, mel_lengths, generators) -> list[np.ndarray]:
+        """Synthesizer on (B, 1024, T) w2v + (B, 1, 4T) log-F0; per-item noise scaled by its noise scale.
+
+        Returns each item's (T_i,) waveform; writes nothing to the items."""
         import torch
 
         channels = self.synth.config.inter_channels
@@ -353,13 +372,23 @@ class SynthesisModelStage(Stage):
             w2v, w2v_lengths, mels, mel_lengths, log_f0, noise_scale=1.0, denoise_ratio=items[0].data["params"]["denoise_ratio"], noise=noise
         )
         hop = self.synth.config.samples_per_frame
+        waves = []
         for b, item in enumerate(items):
             wave = audio[b, 0, : int(w2v_lengths[b]) * hop].float().cpu().numpy()
             if item.data["mode"] == "vc":  # the source was padded to whole w2v frames: keep the source's length
                 wave = wave[: len(item.data["source"])]
+            waves.append(wave)
+        return waves
+
+    def _commit(self, items: list[Item], waves: list[np.ndarray], peaks: list[float], started: float) -> None:
+        """Write a finished batch's results to its items (only once the whole batch succeeded)."""
+        share = (time.perf_counter() - started) / len(items)
+        for item, wave, peak in zip(items, waves, peaks, strict=True):
             item.data["raw"] = wave
-            item.data.pop("source", None)
-            item.data.pop("prompt", None)
+            item.data["prompt_peak"] = peak
+            for name in ("source", "prompt", "log_f0", "tokens"):
+                item.data.pop(name, None)
+            item.data.setdefault("timings", {})["synthesis"] = share
 
     def _run_vc(self, items: list[Item]) -> None:
         import torch
@@ -371,14 +400,12 @@ class SynthesisModelStage(Stage):
         f0 = torch.zeros(len(items), 1, 4 * int(lengths.max()), device=self.device)
         for b, (feat, item) in enumerate(zip(feats, items, strict=True)):
             w2v[b, :, : feat.shape[-1]] = feat.to(self.device)
-            log_f0 = torch.from_numpy(item.data.pop("log_f0"))[: 4 * feat.shape[-1]]
+            log_f0 = torch.from_numpy(item.data["log_f0"])[: 4 * feat.shape[-1]]
             f0[b, 0, : log_f0.shape[0]] = log_f0.to(self.device)
-        mels, mel_lengths = self._prompt_mels(items)
+        mels, mel_lengths, peaks = self._prompt_mels(items)
         generators = [torch.Generator().manual_seed(item.data["params"]["seed"]) for item in items]
-        self._synthesize(items, w2v, lengths, f0, mels, mel_lengths, generators)
-        share = (time.perf_counter() - started) / len(items)
-        for item in items:
-            item.data.setdefault("timings", {})["synthesis"] = share
+        waves = self._synthesize(items, w2v, lengths, f0, mels, mel_lengths, generators)
+        self._commit(items, waves, peaks, started)
 
     def _run_tts(self, items: list[Item]) -> None:
         import torch
@@ -392,28 +419,29 @@ class SynthesisModelStage(Stage):
         tokens = torch.zeros(len(items), int(token_lengths.max()), dtype=torch.int64, device=self.device)
         for b, t in enumerate(tokens_np):
             tokens[b, : t.shape[0]] = torch.from_numpy(t).to(self.device)
-        mels, mel_lengths = self._prompt_mels(items)
+        mels, mel_lengths, peaks = self._prompt_mels(items)
         generators = [torch.Generator().manual_seed(item.data["params"]["seed"]) for item in items]
         g = self.ttv.blended_style(mels, mel_lengths, len(items), p["denoise_ratio"])
         out = self.ttv.infer(tokens, token_lengths, g, p["noise_scale_ttv"], p["noise_scale_w"], p["length_scale"], generator=generators)
         log_f0 = zero_low_log_f0(out.log_f0, F0_CLIP_HZ)
-        self._synthesize(items, out.w2v, out.lengths, log_f0, mels, mel_lengths, generators)
-        share = (time.perf_counter() - started) / len(items)
-        for item in items:
-            item.data.setdefault("timings", {})["synthesis"] = share
+        waves = self._synthesize(items, out.w2v, out.lengths, log_f0, mels, mel_lengths, generators)
+        self._commit(items, waves, peaks, started)
 
-    def _super_resolve(self, item: Item) -> None:
+    def _super_resolve(self, items: list[Item]) -> None:
+        """SpeechSR on a batch of generated waveforms of one output rate (exact windowed batching)."""
         import torch
 
-        from hierspeech.speechsr_batching import upsample_long
+        from hierspeech.speechsr_batching import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW, upsample_batch
 
-        rate = item.data["params"]["output_sr"]
-        if rate == SAMPLE_RATE:
-            item.data["raw_rate"] = SAMPLE_RATE
-            return
-        wave = torch.from_numpy(item.data["raw"]).to(self.device)
-        item.data["raw"] = upsample_long(self.speechsr[rate], wave).float().cpu().numpy()
-        item.data["raw_rate"] = rate
+        rate = items[0].data["params"]["output_sr"]
+        waves = [torch.from_numpy(np.ascontiguousarray(item.data["raw"], dtype=np.float32)).to(self.device) for item in items]
+        outputs = upsample_batch(
+            self.speechsr[rate], waves, window=self.speechsr_window or DEFAULT_WINDOW, batch_size=self.speechsr_windows_per_call or DEFAULT_BATCH_SIZE
+        )
+        results = [out.float().cpu().numpy() for out in outputs]
+        for item, result in zip(items, results, strict=True):  # the whole batch succeeded
+            item.data["raw"] = result
+            item.data["raw_rate"] = rate
 
 
 class SynthesisOutputStage(Stage):

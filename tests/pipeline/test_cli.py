@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,28 @@ def test_hsp_console_script_subprocess(tmp_path, reference_dir):
     done = subprocess.run([*command, "demo", "-o", str(tmp_path / "demo")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "COMPLETE" in done.stderr
+    # a first run shows no error lines: neither Ray's C++ "E" lines (they may follow a progress bar's \r)
+    # nor Python ERROR logs
+    errors = re.findall(r"\[\d{4}-\d\d-\d\d [\d:,.]+ E \d+ \d+\][^\n]*|\bERROR\b[^\n]*|Traceback", done.stderr)
+    assert not errors, errors
     index = pq.read_table(tmp_path / "demo" / "prepared" / "index.parquet")
     assert index.num_rows == 7 and set(index.column("sample_rate").to_pylist()) == {16000}
     assert sorted(set(index.column("source_sample_rate").to_pylist())) == [8000, 22050, 44100]
     upsampled = pq.read_table(tmp_path / "demo" / "upsampled48k" / "index.parquet")  # prepare's shards, SpeechSR 48k
     assert sorted(upsampled.column("id").to_pylist()) == sorted(index.column("id").to_pylist())
     assert set(upsampled.column("sample_rate").to_pylist()) == {48000}
+
+
+def test_every_command_defaults_to_one_f0_backend_and_says_why():
+    from hierspeech.f0 import DEFAULT_BACKEND
+    from pipeline.extract import ExtractConfig
+    from pipeline.stages.synthesis import VcF0Stage
+    from pipeline.synthesize import SynthesizeConfig
+
+    synthesize = main.commands["synthesize"]
+    commands = {"extract": main.commands["extract"], "synthesize vc": synthesize.commands["vc"], "synthesize tts": synthesize.commands["tts"], "augment": main.commands["augment"]}
+    for name, command in commands.items():
+        option = next(p for p in command.params if p.name == "f0_backend")
+        assert option.default == DEFAULT_BACKEND, name
+        assert "training features and synthesis inputs get the same F0" in option.help, name
+    assert ExtractConfig().f0_backend == SynthesizeConfig(synthesizer="s.pth").f0_backend == VcF0Stage().backend == DEFAULT_BACKEND

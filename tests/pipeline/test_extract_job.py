@@ -21,6 +21,7 @@ import torch
 import webdataset as wds
 from click.testing import CliRunner
 
+from hierspeech.testing.f0 import assert_f0_parity
 from pipeline.cli import main
 
 REFS = [f"reference_{i}" for i in range(1, 5)]
@@ -74,7 +75,7 @@ def extracted(tmp_path_factory, reference_dir, ray_local):
         "--features", "w2v,f0,tokens,mel,denoise",
         "--w2v-model", str(w2v_dir), "--denoiser-ckpt", str(den_ckpt),
         "--cpu-actors", "2", "--gpu-actors", "1", "--batch-seconds", "10",
-        "--f0-backend", "amfm",  # the reference backend: F0 must equal the goldens bit for bit
+        "--f0-backend", "amfm",  # the reference implementation: F0 within the golden parity criteria
         "--rows-per-shard", "3", "--no-progress",
     ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
@@ -119,7 +120,8 @@ def test_features_equal_frontends_and_goldens(extracted, reference_dir):
 
         f0 = _npy(sample["f0.npy"])
         golden_f0 = np.load(reference_dir / f"golden/yaapt/{ref}.extract_f0.f0.npy")[0]
-        assert f0.dtype == np.float32 and np.array_equal(f0, golden_f0), ref  # exact, every clip
+        assert f0.dtype == np.float32 and f0.shape == golden_f0.shape, ref
+        assert_f0_parity(golden_f0, f0, ref)  # pYAAPT's near-tie frames depend on the BLAS kernel
 
         w2v = _npy(sample["w2v.npy"])
         expected = w2v_model.extract([audio])[0].numpy()

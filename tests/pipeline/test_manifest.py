@@ -1,9 +1,12 @@
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.manifest import Column, in_unit_interval, validate_manifest, validate_table
+from pipeline.jobs_registry import job_columns
+from pipeline.manifest import Column, in_unit_interval, read_manifest, validate_manifest, validate_table
 from pipeline.manifest_build import build_manifest
 from tests.pipeline.conftest import tone
 
@@ -71,3 +74,54 @@ def test_build_reads_layouts_sidecars_and_is_stable(tmp_path):
     assert rows["loose"]["speaker"] is None and rows["loose"]["text"] is None
     pq.write_table(first, tmp_path / "m.parquet")
     assert validate_manifest(tmp_path / "m.parquet").problems == []
+
+
+def _string_like_tables():
+    ids, audio = ["a", "b"], ["a.wav", "a.wav"]
+    yield "dictionary", pa.table({"id": pa.array(ids).dictionary_encode(), "audio": pa.array(audio).dictionary_encode()})
+    yield "large_string", pa.table({"id": pa.array(ids, pa.large_string()), "audio": pa.array(audio, pa.large_string())})
+    yield "dictionary<int8, large_string>", pa.table(
+        {"id": pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int8()), pa.array(ids, pa.large_string())), "audio": audio}
+    )
+    if hasattr(pa, "string_view"):
+        yield "string_view", pa.table({"id": pa.array(ids, pa.string_view()), "audio": pa.array(audio, pa.string_view())})
+
+
+def test_every_arrow_string_type_is_accepted_and_read_as_strings(tmp_path):
+    """pandas/Polars write categoricals as dictionaries; Polars and DuckDB write string views."""
+    import pandas as pd
+
+    sf.write(tmp_path / "a.wav", tone(0.1, 16000), 16000)
+    for name, table in _string_like_tables():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path)
+        report = validate_manifest(path, job_columns("prepare"))
+        assert report.ok and not report.row_problems, (name, report.format())
+        read = read_manifest(path)
+        assert read.column("id").to_pylist() == ["a", "b"], name
+        assert all(pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in read.schema), (name, read.schema)
+    frame = pd.DataFrame({"id": pd.Categorical(["a", "b"]), "audio": pd.Categorical(["a.wav", "a.wav"])})
+    frame.to_parquet(tmp_path / "pandas.parquet")
+    assert validate_manifest(tmp_path / "pandas.parquet").ok
+    assert not validate_table(pa.table({"id": pa.array([1, 2]).dictionary_encode(), "audio": ["x", "y"]}), check_files=False).ok
+
+
+def test_internal_columns_are_refused_in_a_user_manifest_naming_the_column(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(0.1, 16000), 16000)
+    table = pa.table({"id": ["a"], "audio": ["a.wav"], "tar_key": ["k"], "tar_members": ['{"flac": [0, 99999]}']})
+    report = validate_table(table, job_columns("upsample"), base_dir=tmp_path)
+    assert not report.ok
+    assert {(p.severity, p.column) for p in report.errors} == {("error", "tar_key"), ("error", "tar_members")}
+    assert "column 'tar_members': column is internal to the pipeline" in report.format()
+    assert validate_table(table, job_columns("upsample"), base_dir=tmp_path, allow_internal=True).ok
+
+
+def test_files_that_are_not_regular_are_row_problems_saying_what_they_are(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "dir.wav").mkdir()
+    table = pa.table({"id": ["p", "d", "z", "m"], "audio": ["pipe.wav", "dir.wav", "/dev/zero", "missing.wav"]})
+    report = validate_table(table, base_dir=tmp_path)
+    assert report.ok  # row problems: the job runs and records these rows as errors
+    messages = {p.sample_id: p.message for p in report.row_problems}
+    assert "FIFO" in messages["p"] and "directory" in messages["d"] and "character device" in messages["z"]
+    assert messages["m"].startswith("file not found")

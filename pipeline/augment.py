@@ -1,0 +1,278 @@
+"""The `hsp augment` plan: K synthetic variants per ASR utterance, voices drawn from other speakers.
+
+`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows; the synthesis
+job (pipeline/synthesize.py) runs them. The prompt pool (another manifest, or the manifest
+itself) is sorted by id and grouped by speaker once, so a row's candidates (every prompt of
+another speaker, never the row itself) are the pool minus one speaker's block, addressed by
+rank without being built: O(n log n) work overall instead of a pass over the pool per row.
+
+Two prompt rules, both deterministic (seeded by sha256 of --seed, the row id and the mode):
+- ``uniform-row`` (default, the rule plans have always used): a permutation of all candidates,
+  variant k takes the k-th. Every prompt utterance is equally likely, so speakers with many
+  utterances supply most voices. The permutation itself touches every candidate (numpy's
+  shuffle, in C): this rule costs O(pool) per row, and is kept byte-identical so an existing
+  output folder's plan.parquet still matches on resume.
+- ``uniform-speaker``: variant k takes the k-th of a random order of the other speakers (each
+  equally likely), then a random utterance of that speaker. O(K) per row.
+In both, variant k of a row does not depend on K (``__vc0`` of K=1 is ``__vc0`` of K=3).
+Variants cycle when there are fewer candidates (speakers) than K. A row without any candidate
+gets a null prompt, which the job records as an error row.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left, bisect_right
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.audio import is_uri
+from pipeline.stages.synthesis import derive_seed
+
+PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
+AUGMENT_MODES = {"vc": ("vc",), "tts": ("tts",), "both": ("vc", "tts")}
+PLAN_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()), ("mode", pa.string()), ("audio", pa.string()), ("text", pa.string()), ("language", pa.string()),
+        ("speaker", pa.string()), ("source_speaker", pa.string()), ("source_id", pa.string()), ("prompt_id", pa.string()),
+        ("target_audio", pa.string()), ("prompt_audio", pa.string()), ("variant", pa.int64()), ("seed", pa.int64()),
+    ]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """How many variants of which mode, the seed, and the prompt rule (see the module docstring)."""
+
+    variants: int = 1
+    mode: str = "vc"  # vc | tts | both
+    seed: int = 0
+    prompt_sampling: str = "uniform-row"  # uniform-row | uniform-speaker
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUGMENT_MODES:
+            raise ValueError(f"augment mode must be one of {sorted(AUGMENT_MODES)}, got {self.mode!r}")
+        if self.prompt_sampling not in PROMPT_SAMPLING:
+            raise ValueError(f"prompt sampling must be one of {', '.join(PROMPT_SAMPLING)}, got {self.prompt_sampling!r}")
+        if self.variants < 1:
+            raise ValueError(f"variants must be >= 1, got {self.variants}")
+
+
+class PromptPool:
+    """Prompts sorted by id (ties keep input order), indexed by id and by speaker."""
+
+    def __init__(self, ids: list[str], audio: list[str], speakers: list[Hashable]):
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        self.ids = [ids[i] for i in order]
+        self.audio = [audio[i] for i in order]
+        self.speakers = [speakers[i] for i in order]
+        # speaker -> sorted positions; an unknown (None) speaker is never excluded by the row
+        # rule, and counts as a speaker of its own per prompt in the speaker rule
+        by_speaker: dict[Hashable, list[int]] = {}
+        self.groups: list[np.ndarray] = []  # speaker-rule groups, in order of first appearance
+        self.group_of = np.empty(len(self.ids), dtype=np.int64)
+        group_index: dict[Hashable, int] = {}
+        for position, speaker in enumerate(self.speakers):
+            if speaker is None:
+                self.group_of[position] = len(self.groups)
+                self.groups.append(np.array([position]))
+                continue
+            by_speaker.setdefault(speaker, []).append(position)
+            if speaker not in group_index:
+                group_index[speaker] = len(self.groups)
+                self.groups.append(np.empty(0, dtype=np.int64))  # filled below
+            self.group_of[position] = group_index[speaker]
+        self.speaker_positions = {s: np.asarray(p, dtype=np.int64) for s, p in by_speaker.items()}
+        for speaker, index in group_index.items():
+            self.groups[index] = self.speaker_positions[speaker]
+        self.speaker_group = group_index
+        self.group_list = self.group_of.tolist()
+        self._rank_offsets = {s: p - np.arange(p.shape[0]) for s, p in self.speaker_positions.items()}
+        self._empty = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def id_positions(self, source_id: str) -> range:
+        return range(bisect_left(self.ids, source_id), bisect_right(self.ids, source_id))
+
+    def excluded(self, source_id: str, speaker: Hashable | None) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted positions a row may not use (its speaker's, its own id's) and their rank offsets."""
+        same_id = self.id_positions(source_id)
+        own = self.speaker_positions.get(speaker, self._empty) if speaker is not None else self._empty
+        if all(speaker is not None and self.speakers[p] == speaker for p in same_id):
+            offsets = self._rank_offsets.get(speaker, self._empty) if own.shape[0] else self._empty
+            return own, offsets
+        excluded = np.union1d(own, np.arange(same_id.start, same_id.stop, dtype=np.int64))
+        return excluded, excluded - np.arange(excluded.shape[0])
+
+
+def positions_of_ranks(ranks: np.ndarray, rank_offsets: np.ndarray) -> np.ndarray:
+    """Pool positions of the `ranks`-th allowed prompts, given the excluded positions' rank offsets.
+
+    An excluded position e_i has e_i - i allowed positions before it; the r-th allowed position
+    is r plus the number of excluded positions with at most r allowed ones before them.
+    """
+    return ranks + np.searchsorted(rank_offsets, ranks, side="right")
+
+
+def distinct_draws(rng: np.random.Generator, n: int) -> Iterator[int]:
+    """Distinct values of range(n) in uniformly random order, one at a time (lazy Fisher-Yates).
+
+    Lazy so that a caller can interleave other draws: the k-th value never depends on how many
+    are taken after it.
+    """
+    swapped: dict[int, int] = {}
+    for i in range(n):
+        j = int(rng.integers(i, n))
+        yield swapped.get(j, j)
+        swapped[j] = swapped.get(i, i)
+
+
+def skip_excluded(rank: int, excluded: list[int]) -> int:
+    """The `rank`-th value not in the sorted list `excluded` (few entries: a linear walk)."""
+    for value in excluded:
+        if value > rank:
+            break
+        rank += 1
+    return rank
+
+
+def _uniform_row(pool: PromptPool, source_id: str, speaker: Any, mode: str, options: AugmentOptions) -> list[int | None]:
+    excluded, offsets = pool.excluded(source_id, speaker)
+    candidates = len(pool) - excluded.shape[0]
+    if candidates == 0:
+        return [None] * options.variants
+    rng = np.random.default_rng(derive_seed(options.seed, source_id, mode))
+    ranks = rng.permutation(candidates)[: min(options.variants, candidates)]
+    picked = positions_of_ranks(ranks, offsets).tolist()
+    return [picked[k % len(picked)] for k in range(options.variants)]
+
+
+def _uniform_speaker(pool: PromptPool, source_id: str, speaker: Any, mode: str, options: AugmentOptions) -> list[int | None]:
+    same_id = pool.id_positions(source_id)
+    banned = {pool.speaker_group[speaker]} if speaker is not None and speaker in pool.speaker_group else set()
+    trimmed: dict[int, np.ndarray] = {}  # groups holding the row's own id: their other prompts
+    for group in {pool.group_list[p] for p in same_id} - banned:
+        members = pool.groups[group]
+        rest = members[(members < same_id.start) | (members >= same_id.stop)]
+        if rest.shape[0]:
+            trimmed[group] = rest
+        else:
+            banned.add(group)
+    allowed = len(pool.groups) - len(banned)
+    if allowed == 0:
+        return [None] * options.variants
+    rng = np.random.default_rng(derive_seed(options.seed, source_id, mode, "uniform-speaker"))
+    banned_sorted = sorted(banned)
+    speakers = distinct_draws(rng, allowed)
+    chosen: list[int] = []
+    picks = []
+    for k in range(options.variants):
+        # speaker, then its utterance, variant by variant: variant k is the same for any K > k
+        group = skip_excluded(next(speakers), banned_sorted) if k < allowed else chosen[k % allowed]
+        chosen.append(group)
+        members = trimmed.get(group, pool.groups[group])
+        picks.append(int(members[int(rng.integers(members.shape[0]))]))
+    return picks
+
+
+PICKERS = {"uniform-row": _uniform_row, "uniform-speaker": _uniform_speaker}
+
+
+class PathResolver:
+    """`resolve_path` with memory: each folder is resolved once, then one lstat per file.
+
+    Gives exactly `resolve_path(path, base)` (pathlib's resolve: symlinks followed, missing
+    files kept as written); empty paths and a missing base pass through, as before.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, Path], str] = {}
+        self._folders: dict[tuple[str, Path], str] = {}
+
+    def __call__(self, path: str | None, base: Path | None) -> str | None:
+        if not path or base is None:
+            return path
+        key = (path, base)
+        found = self._files.get(key)
+        if found is None:
+            found = self._files[key] = self._resolve(path, base)
+        return found
+
+    def _resolve(self, path: str, base: Path) -> str:
+        from pipeline.manifest import resolve_path
+
+        folder, name = os.path.split(path)
+        if name in ("", ".", "..") or is_uri(path) or path.startswith("file://") or os.path.isabs(path):
+            return resolve_path(path, base)
+        real_folder = self._folders.get((folder, base))
+        if real_folder is None:
+            real_folder = self._folders[(folder, base)] = str((base / folder).resolve())
+        candidate = os.path.join(real_folder, name)
+        return resolve_path(path, base) if os.path.islink(candidate) else candidate
+
+
+def _column(table: pa.Table, name: str) -> list[Any]:
+    return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
+def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOptions, prompts: pa.Table | None = None, prompts_dir: Path | None = None) -> pa.Table:
+    """Expand an ASR manifest (id, audio, text, speaker) into synthesis rows; deterministic.
+
+    For each source row and mode (vc, tts or both), K variants with ids ``<id>__<mode><k>``; the
+    prompt of each comes from `options.prompt_sampling` over the pool (`prompts`, relative paths
+    against `prompts_dir`, or the manifest itself). A row's synthesis seed is
+    derive_seed(seed, output id).
+    """
+    if "audio" not in manifest.column_names or "id" not in manifest.column_names:
+        raise ValueError(f"augment needs columns 'id' and 'audio'; the manifest has {manifest.column_names}")
+    absolute = PathResolver()
+    source = prompts if prompts is not None else manifest
+    pool_base = prompts_dir if prompts is not None else base_dir
+    entries = [(str(i), a, s) for i, a, s in zip(_column(source, "id"), _column(source, "audio"), _column(source, "speaker"), strict=True) if a]
+    pool = PromptPool([e[0] for e in entries], [absolute(e[1], pool_base) for e in entries], [e[2] for e in entries])
+
+    pick = PICKERS[options.prompt_sampling]
+    modes = AUGMENT_MODES[options.mode]
+    columns: dict[str, list[Any]] = {name: [] for name in PLAN_SCHEMA.names}
+    rows = zip(_column(manifest, "id"), _column(manifest, "audio"), _column(manifest, "text"), _column(manifest, "language"), _column(manifest, "speaker"), strict=True)
+    for raw_id, audio, text, language, speaker in rows:
+        source_id = str(raw_id)
+        audio = absolute(audio, base_dir)
+        for mode in modes:
+            for k, position in enumerate(pick(pool, source_id, speaker, mode, options)):
+                out_id = f"{source_id}__{mode}{k}"
+                prompt_audio = pool.audio[position] if position is not None else None
+                columns["id"].append(out_id)
+                columns["mode"].append(mode)
+                columns["audio"].append(audio)
+                columns["text"].append(text)
+                columns["language"].append(language)
+                columns["speaker"].append(pool.speakers[position] if position is not None else None)
+                columns["source_speaker"].append(speaker)
+                columns["source_id"].append(source_id)
+                columns["prompt_id"].append(pool.ids[position] if position is not None else None)
+                columns["target_audio"].append(prompt_audio if mode == "vc" else None)
+                columns["prompt_audio"].append(prompt_audio if mode == "tts" else None)
+                columns["variant"].append(k)
+                columns["seed"].append(derive_seed(options.seed, out_id))
+    return pa.table({name: pa.array(values, type=PLAN_SCHEMA.field(name).type) for name, values in columns.items()}, schema=PLAN_SCHEMA)
+
+
+def prompt_speaker_histogram(plan: pa.Table) -> dict[str, int]:
+    """How many plan rows take their voice from each prompt speaker, most used first (for the summary).
+
+    Rows without a prompt (no candidate) are not counted; an unknown speaker counts as "".
+    """
+    import pyarrow.compute as pc
+
+    with_prompt = plan.filter(pc.is_valid(plan.column("prompt_id")))
+    counts = pc.value_counts(pc.fill_null(with_prompt.column("speaker"), ""))
+    pairs = [(str(v["values"]), int(v["counts"])) for v in counts.to_pylist()]
+    return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
