@@ -1,8 +1,9 @@
 """Fast YAAPT F0: amfm_decompy's ``pYAAPT.yaapt`` re-implemented with vectorised numpy and numba kernels.
 
 HierSpeech++ was trained on pYAAPT F0. :func:`yaapt_fast` returns the same frame-level track as
-``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values`` (float64 Hz, 0 = unvoiced), 15-20x faster
-per CPU second on 2-15 s clips and on long ones (bench/bench_f0_speed.py):
+``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values`` (float64 Hz, 0 = unvoiced), 11-17x faster
+per CPU second on 2-15 s clips (with or without BLAS threads) and ~19x on a 98 s one (bench/bench_f0_speed.py,
+docs/f0.md):
 
 * pYAAPT's Python per-frame loops (SHC + peak picking, NCCF + candidate picking, both dynamic programmes)
   run in numba kernels (:mod:`hierspeech.f0._yaapt_kernels`), step for step the same decisions;
@@ -19,9 +20,9 @@ per CPU second on 2-15 s clips and on long ones (bench/bench_f0_speed.py):
 
 Exactness: reductions that pYAAPT does with numpy (means, SHC row sums, NCCF window energies' inputs)
 follow numpy's pairwise order; pYAAPT's BLAS dot products (NCCF, FIR) have a machine-dependent order, so
-ours differ from them by ulps, as do the float32 spectra and NLFER energies by ~1e-7 relative. The final dynamic programme has
-exact ties (candidates duplicated on purpose) that such differences can break the other way, so a few
-frames per thousand can differ (by one NCCF lag or a halving/doubling); see bench/bench_f0_parity.py.
+ours differ from them by ulps, as do the float32 spectra and NLFER energies by ~1e-7 relative. The final
+dynamic programme has exact ties (candidates duplicated on purpose) that such differences can break the
+other way, so a few frames per thousand can differ (by one NCCF lag or a halving/doubling); see bench/bench_f0_parity.py.
 
 Algorithm: Zahorian & Hu, "A spectral/temporal method for robust fundamental frequency tracking",
 JASA 123(6), 2008.
