@@ -202,13 +202,14 @@ def test_from_pretrained_loads_official_layout_strictly(tmp_path: Path, syntheti
 
 def test_batch_mixing_chunked_and_whole_items_equals_single_runs() -> None:
     model = tiny_denoiser()
-    lengths = [12000, 3000]
+    lengths = [12000, 3000, 9001]  # two streamed, one in one piece
     batch = _ragged_batch(lengths, seed=2)
     settings = {"chunk_seconds": 0.25, "overlap_seconds": 0.05}
     out = denoise(batch, model, lengths, **settings)
     for i, n in enumerate(lengths):
         alone = denoise(batch[i, :n], model, **settings)[0]
         assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+        assert not out[i, alone.shape[0] :].any()
 
 
 def test_package_exports_denoiser() -> None:
@@ -307,3 +308,25 @@ def test_blocked_stages_equal_whole_tensor_stages(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(mpsenet_blocks, "CHANNELS_PER_STEP", 3)
     blocked = denoise(batch, model, lengths, chunk_seconds=None)
     assert (blocked - whole).abs().max().item() < 1e-6
+
+
+def test_streamed_mode_never_holds_a_full_length_spectrogram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory flat in length: no spectrogram wider than one window (+ nothing inverted whole) in chunked mode."""
+    import hierspeech.denoiser as denoiser_module
+
+    widest: list[int] = []
+
+    def recording(wav: torch.Tensor, *args, **kwargs):
+        mag, pha = mag_phase_stft(wav, *args, **kwargs)
+        widest.append(mag.shape[-1])
+        return mag, pha
+
+    def no_whole_inverse(*args, **kwargs):
+        raise AssertionError("chunked mode inverted a whole-length spectrum")
+
+    monkeypatch.setattr(denoiser_module, "mag_phase_stft", recording)
+    monkeypatch.setattr(denoiser_module, "complex_istft", no_whole_inverse)
+    model = tiny_denoiser()
+    out = denoise(_ragged_batch([30000], seed=4)[0], model, chunk_seconds=0.25, overlap_seconds=0.05)
+    assert out.shape == (1, output_length(30000, model.config.hop_size)) and torch.isfinite(out).all()
+    assert widest and max(widest) <= 250  # the window: 0.25 s = 250 frames of 16 samples
