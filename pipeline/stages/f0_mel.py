@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
+from hierspeech.defaults import SAMPLE_RATE
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from hierspeech.w2v import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.npy import npy_bytes

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import soundfile as sf
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.stages.encode import EncodeFlacStage
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.synthesis_params import InputLimits, SynthesisDefaults, derive_seed

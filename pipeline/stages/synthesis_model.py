@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import SAMPLE_RATE
+from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.synthesis_params import ModelPaths
@@ -38,7 +39,7 @@ class SynthesisModelStage(Stage):
         models: ModelPaths,
         *,
         modes: tuple[str, ...],
-        denoise_chunk_seconds: float | None = 4.0,
+        denoise_chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         max_batch_items: int = 0,
         speechsr_window: int | None = None,
         speechsr_windows_per_call: int | None = None,
