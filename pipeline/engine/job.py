@@ -49,6 +49,14 @@ class Job:
     def columns(self) -> tuple[Column, ...]:
         return with_base_columns(self.extra_columns)
 
+    def stages(self) -> list[Stage]:
+        """Build the stages and check that they fit together (StageContractError naming stage and key)."""
+        from pipeline.engine.contracts import check_stage_list
+
+        stages = self.build_stages()
+        check_stage_list(self.name, stages, [c.name for c in self.columns])
+        return stages
+
 
 @dataclass(frozen=True)
 class JobSpec:

@@ -264,7 +264,7 @@ def _execute(
 
     from pipeline.engine.stage_resources import apply_stage_resources
 
-    stages = job.build_stages()
+    stages = job.stages()
     notes = apply_stage_resources(stages, options.stage_resources)
     if options.device != "cpu":
         from pipeline.engine.ray_env import wait_for_gpus

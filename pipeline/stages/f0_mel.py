@@ -29,6 +29,7 @@ class F0MelStage(Stage):
     name = "f0_mel"
     stateful = True
     batch_size = 1
+    inputs = ("audio",)
     input_rows_per_block = 1  # one item per actor call, spread over the whole pool
 
     def __init__(

@@ -39,6 +39,7 @@ class ModelFeaturesStage(Stage):
     name = "model_features"
     stateful = True
     batch_size = 16
+    inputs = ("audio",)
     input_rows_per_block = 16  # a block per batch, so several model actors share the input
 
     def __init__(

@@ -25,6 +25,7 @@ class StoredAudioStage(EncodeFlacStage):
     """
 
     name = "stored_audio"
+    outputs = ("audio",)  # replaced by the samples as stored
 
     def process_item(self, item: Item) -> None:
         started = time.perf_counter()

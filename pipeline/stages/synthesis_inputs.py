@@ -24,6 +24,7 @@ class SynthesisInputStage(Stage):
 
     name = "synth_inputs"
     batch_size = 8
+    outputs = ("mode", "params", "prompt", "source", "expected_seconds", "tokens")  # source: VC rows, tokens: TTS rows
 
     def __init__(self, *, default_mode: str | None, defaults: SynthesisDefaults, limits: InputLimits, resources: Resources | None = None):
         super().__init__(resources)

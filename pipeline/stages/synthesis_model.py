@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +32,13 @@ class SynthesisModelStage(Stage):
     name = "synthesis"
     stateful = True
     batch_size = 8
+    inputs = ("mode", "params", "prompt")
+    optional_inputs = ("source", "log_f0", "tokens")  # by row mode (MODE_INPUTS); an instance keeps its modes'
+    outputs = ("raw", "raw_rate", "prompt_peak")
+    MODE_INPUTS: ClassVar[dict[str, tuple[str, ...]]] = {"vc": ("source", "log_f0"), "tts": ("tokens",)}
+
+    def required_inputs(self, item: Item) -> tuple[str, ...]:
+        return self.inputs + self.MODE_INPUTS.get(item.data.get("mode"), ())
     input_rows_per_block = 8
 
     def __init__(
@@ -51,6 +58,7 @@ class SynthesisModelStage(Stage):
         self.speechsr_windows_per_call = speechsr_windows_per_call  # windows per SpeechSR call (None: the default)
         self.models = models
         self.modes = modes
+        self.optional_inputs = tuple(key for mode in modes for key in self.MODE_INPUTS[mode])
         self.denoise_chunk_seconds = denoise_chunk_seconds
         self.provenance: dict[str, Any] = {}
 
