@@ -9,12 +9,11 @@ import numpy as np
 
 from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
 from hierspeech.defaults import FEATURE_LAYER, SAMPLE_RATE
+from hierspeech.defaults import PAD_MULTIPLE as DENOISE_PAD_MULTIPLE
 from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.npy import npy_bytes
-
-DENOISE_PAD_MULTIPLE = 1600  # upstream pads prompts to a multiple of 1600 before MP-SENet
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hierspeech.defaults import PAD_MULTIPLE as PROMPT_PAD_MULTIPLE
 from hierspeech.defaults import SAMPLE_RATE
 from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.synthesis_params import ModelPaths
 
-PROMPT_PAD_MULTIPLE = 1600  # upstream pads prompts to a multiple of 1600 (denoiser hop 400 x mel hop 320)
 F0_CLIP_HZ = 55.0
 
 
@@ -161,7 +161,7 @@ class SynthesisModelStage(Stage):
         noisy = [b for b, item in enumerate(items) if item.data["params"]["denoise_ratio"] > 0]
         if noisy:
             lengths = [originals[b].shape[0] for b in noisy]
-            padded = [(length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE for length in lengths]
+            padded = [(length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE for length in lengths]  # as upstream inference: one more block
             batch = torch.zeros(len(noisy), max(padded), device=self.device)
             for row, b in enumerate(noisy):
                 batch[row, : lengths[row]] = originals[b]
