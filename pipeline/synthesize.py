@@ -301,19 +301,10 @@ def synthesize_job(config: SynthesizeConfig, *, spec: JobSpec | None = None, col
     return spec.job(build, config.output_options(), extra_columns=columns)
 
 
-SYNTHESIZE_VC = JobSpec(
-    name="synthesize_vc",
-    command=("synthesize", "vc"),
-    config=SynthesizeConfig,
-    build=synthesize_job,
-    columns=SYNTHESIZE_VC_COLUMNS,
-    index_fields=tuple(SYNTHESIZE_INDEX_FIELDS),
-)
-SYNTHESIZE_TTS = JobSpec(
-    name="synthesize_tts",
-    command=("synthesize", "tts"),
-    config=SynthesizeConfig,
-    build=synthesize_job,
-    columns=SYNTHESIZE_TTS_COLUMNS,
-    index_fields=tuple(SYNTHESIZE_INDEX_FIELDS),
-)
+def _synthesize_spec(mode: str, columns: tuple[Column, ...]) -> JobSpec:
+    return JobSpec(name=f"synthesize_{mode}", command=("synthesize", mode), config=SynthesizeConfig, build=synthesize_job,
+                   columns=columns, index_fields=tuple(SYNTHESIZE_INDEX_FIELDS))
+
+
+SYNTHESIZE_VC = _synthesize_spec("vc", SYNTHESIZE_VC_COLUMNS)
+SYNTHESIZE_TTS = _synthesize_spec("tts", SYNTHESIZE_TTS_COLUMNS)

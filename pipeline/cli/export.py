@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -29,19 +30,26 @@ def export_upstream_command(output: str, to_dir: Path, name: str, test_count: in
     click.echo(f"set data.train_filelist_path={report['train_filelist_path']} and data.test_filelist_path={report['test_filelist_path']} in ttv_v1/config.json")
 
 
-@export.command("nemo")
-@click.argument("output", type=str)
-@click.option("--to", "to_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL manifest to write; audio goes to <stem>_audio/ beside it.")
-@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
-def export_nemo_command(output: str, to_path: Path, include_failed: bool) -> None:
-    """NeMo ASR manifest (audio_filepath, duration, text) of a synthesize/augment OUTPUT."""
-    click.echo(json.dumps(export_nemo(output, to_path, include_failed=include_failed), indent=2))
+def _corpus_command(name: str, function: Callable[..., dict], to: click.Option, doc: str) -> click.Command:
+    """`hsp export nemo|lhotse`: the same arguments, one library function each."""
+
+    def command(output: str, to_path: Path, include_failed: bool) -> None:
+        click.echo(json.dumps(function(output, to_path, include_failed=include_failed), indent=2))
+
+    command.__doc__ = doc
+    command = click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")(command)
+    command = to(command)
+    command = click.argument("output", type=str)(command)
+    return export.command(name)(command)
 
 
-@export.command("lhotse")
-@click.argument("output", type=str)
-@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for recordings/supervisions jsonl.gz and audio/.")
-@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
-def export_lhotse_command(output: str, to_dir: Path, include_failed: bool) -> None:
-    """Lhotse recordings + supervisions manifests of a synthesize/augment OUTPUT."""
-    click.echo(json.dumps(export_lhotse(output, to_dir, include_failed=include_failed), indent=2))
+export_nemo_command = _corpus_command(
+    "nemo", export_nemo,
+    click.option("--to", "to_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL manifest to write; audio goes to <stem>_audio/ beside it."),
+    "NeMo ASR manifest (audio_filepath, duration, text) of a synthesize/augment OUTPUT.",
+)
+export_lhotse_command = _corpus_command(
+    "lhotse", export_lhotse,
+    click.option("--to", "to_path", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for recordings/supervisions jsonl.gz and audio/."),
+    "Lhotse recordings + supervisions manifests of a synthesize/augment OUTPUT.",
+)

@@ -12,7 +12,7 @@ import click
 from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
 from pipeline.augment import AUGMENT, AUGMENT_MODES, AugmentConfig, AugmentOptions
 from pipeline.cli.options import default, int_choice, output_option, run_job_command, run_options
-from pipeline.engine.job import RunOptions
+from pipeline.engine.job import JobSpec, RunOptions
 from pipeline.stages.synthesis_params import GateLimits, InputLimits, SynthesisDefaults
 from pipeline.synthesize import (
     OUTPUT_RATES,
@@ -70,24 +70,24 @@ def synthesize() -> None:
     """Zero-shot voice conversion and TTS with HierSpeech++ (see docs/synthesize.md)."""
 
 
-@synthesize.command("vc")
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
-@output_option
-@synthesis_options
-@run_options
-def synthesize_vc(manifest_path: Path, output: str, run: RunOptions, **options) -> None:
-    """Rows id, audio (source), target_audio (voice prompt) [+ noise_scale, denoise_ratio, seed, output_sr]."""
-    run_job_command(SYNTHESIZE_VC.name, synthesize_config("vc", ("vc",), **options), str(manifest_path), output, run)
+def _synthesize_command(spec: JobSpec, mode: str, rows: str) -> click.Command:
+    """`hsp synthesize MODE`: rows of that mode only (the augment plan mixes them)."""
+
+    def command(manifest_path: Path, output: str, run: RunOptions, **options) -> None:
+        run_job_command(spec.name, synthesize_config(mode, (mode,), **options), str(manifest_path), output, run)
+
+    command.__doc__ = rows
+    for decorator in reversed((click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path)),
+                               output_option, synthesis_options, run_options)):
+        command = decorator(command)
+    return synthesize.command(mode)(command)
 
 
-@synthesize.command("tts")
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
-@output_option
-@synthesis_options
-@run_options
-def synthesize_tts(manifest_path: Path, output: str, run: RunOptions, **options) -> None:
-    """Rows id, text, prompt_audio [+ noise_scale_ttv, noise_scale_vc, noise_scale_w, length_scale, denoise_ratio, seed, output_sr]."""
-    run_job_command(SYNTHESIZE_TTS.name, synthesize_config("tts", ("tts",), **options), str(manifest_path), output, run)
+synthesize_vc = _synthesize_command(
+    SYNTHESIZE_VC, "vc", "Rows id, audio (source), target_audio (voice prompt) [+ noise_scale, denoise_ratio, seed, output_sr].")
+synthesize_tts = _synthesize_command(
+    SYNTHESIZE_TTS, "tts", "Rows id, text, prompt_audio [+ noise_scale_ttv, noise_scale_vc, noise_scale_w, length_scale, "
+    "denoise_ratio, seed, output_sr].")
 
 
 @click.command()
