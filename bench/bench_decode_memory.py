@@ -2,7 +2,7 @@
 
 "before" is the decode this project shipped until the block decoder (kept here, verbatim in effect):
 read the whole file into bytes, decode all channels at once, take the mono channel, resample in one
-`soxr.resample` call. "after" is `pipeline.audio.decode_audio`: blocks of 64 Ki frames, mono per
+`soxr.resample` call. "after" is `pipeline.io.audio.decode_audio`: blocks of 64 Ki frames, mono per
 block, `soxr.ResampleStream`. Each case runs in its own fresh subprocess and reports its peak RSS as
 VmHWM from /proc/self/status (the high-water mark of the process's own memory since exec;
 `ru_maxrss` is not used: on Linux a child inherits the parent's high-water mark at exec). The `import`
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 CASE = r"""
 import json, sys, time
 import numpy as np, soundfile as sf, soxr
-import pipeline.audio
+import pipeline.io.audio
 mode, path, target, policy, output = sys.argv[1:6]
 target = None if target == "native" else int(target)
 result = {"mode": mode}
@@ -48,7 +48,7 @@ if mode == "before":
         mono = soxr.resample(mono, rate, target, quality="HQ").astype(np.float32, copy=False)
     samples = mono
 elif mode == "after":
-    samples = pipeline.audio.decode_audio(path, target_sample_rate=target, channel_policy=policy).samples
+    samples = pipeline.io.audio.decode_audio(path, target_sample_rate=target, channel_policy=policy).samples
 if mode != "import":
     result["seconds"] = time.perf_counter() - started
     result["output_mib"] = samples.nbytes / 2**20
@@ -91,7 +91,7 @@ def main() -> None:
         print(f"source: {args.minutes:g} min, {args.rate} Hz, {args.channels} ch, 16-bit WAV, {size_mib:.0f} MiB; "
               f"channel policy {args.policy}; load: {os.getloadavg()[0]:.2f} (1-min average)")
         baseline = run_case("import", source, "native", args.policy, tmp_path / "none.npy")["peak_rss_mib"]
-        print(f"import alone (interpreter + numpy/soundfile/soxr + pipeline.audio): {baseline:.0f} MiB peak RSS\n")
+        print(f"import alone (interpreter + numpy/soundfile/soxr + pipeline.io.audio): {baseline:.0f} MiB peak RSS\n")
         header = f"{'output rate':<12} {'case':<7} {'peak RSS MiB':>12} {'minus import':>12} {'x file':>7} {'output MiB':>10} {'seconds':>8}"
         print(header)
         print("-" * len(header))

@@ -38,8 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.item import Item  # noqa: E402
-from pipeline.stage import Resources  # noqa: E402
+from pipeline.engine.item import Item  # noqa: E402
+from pipeline.engine.stage import Resources  # noqa: E402
 
 RATE = 16000
 
@@ -101,7 +101,7 @@ def timed_rows(stage, make_row: Callable[[int], Item], rows_per_call: int, budge
 
 # -- the benchmarks ---------------------------------------------------------------------------------
 def speechsr48k_stage(args: argparse.Namespace) -> dict[str, Any]:
-    from pipeline.upsample import SpeechSRStage
+    from pipeline.stages.speechsr import SpeechSRStage
 
     stage = SpeechSRStage("48k", checkpoint=str(kit_dir() / "weights/speechsr48k/G_100000.pth"), resources=resources(args.device))
     stage.setup()
@@ -164,7 +164,7 @@ def _random_mms_300m(device: str):
 
 
 def w2v_extract(args: argparse.Namespace) -> dict[str, Any]:
-    from pipeline.stages.features import ModelFeaturesStage, W2vOptions
+    from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
 
     options = W2vOptions(model="random MMS-300m", layer=7, dtype="float16", batch_seconds=120.0, max_batch_size=16)
     stage = ModelFeaturesStage(w2v=options, resources=resources(args.device))
@@ -185,8 +185,9 @@ def vc_synthesis(args: argparse.Namespace) -> dict[str, Any]:
     from hierspeech.mel import MelConfig, MelSpectrogram
     from hierspeech.synthesizer import Synthesizer, SynthesizerConfig
     from hierspeech.testing.synthetic_weights import load_synthetic_weights
-    from pipeline.stages.synthesis import ModelPaths, SynthesisModelStage
-    from pipeline.testing_stages import vc_item
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_params import ModelPaths
+    from pipeline.testing.stages import vc_item
 
     stage = SynthesisModelStage(ModelPaths("synthetic"), modes=("vc",), max_batch_items=8, resources=resources(args.device))
     # what setup() loads from the checkpoints: release-size models, synthetic / random weights

@@ -88,8 +88,8 @@ def _models(root: Path, kind: str, denoise: bool) -> tuple[str, str | None]:
 
 def _per_stage(job_config, audio_dir: Path) -> dict[str, float]:
     """Seconds per stage for the kit clips, in-process, 1 thread, each stage warmed up once."""
+    from pipeline.engine.item import Item
     from pipeline.extract import extract_job
-    from pipeline.item import Item
 
     torch.set_num_threads(1)
     stages = extract_job(job_config).build_stages()
@@ -133,9 +133,9 @@ def main() -> None:
     parser.add_argument("--denoise", action="store_true", help="Also the denoise feature (random full-size MP-SENet).")
     args = parser.parse_args()
 
+    from pipeline.engine.job import RunOptions
+    from pipeline.engine.runner import run_job
     from pipeline.extract import ExtractConfig, extract_job
-    from pipeline.job import RunOptions
-    from pipeline.runner import run_job
 
     audio_dir = args.reference_dir / "audio"
     clips = sorted(audio_dir.glob("reference_*.wav"))

@@ -27,10 +27,10 @@ def build_output(root: Path, parts: int, per_part: int) -> float:
     import numpy as np
     import soundfile as sf
 
-    from pipeline.item import Item
-    from pipeline.output import OutputDir, index_schema
+    from pipeline.engine.item import Item
+    from pipeline.engine.sink import SinkConfig, commit_part
+    from pipeline.io.output import OutputDir, index_schema
     from pipeline.prepare import PREPARE_INDEX_FIELDS
-    from pipeline.sink import SinkConfig, commit_part
 
     def npy(array) -> bytes:
         buffer = io.BytesIO()

@@ -27,7 +27,7 @@ KIT = Path(os.environ.get("HSP_REFERENCE_DIR", ROOT.parent / "shared" / "referen
 
 def kit_minute() -> tuple[np.ndarray, np.ndarray, str]:
     """~60 s of 16 kHz speech (the four kit clips, repeated), a 3 s reference, and its text."""
-    from pipeline.audio import decode_audio
+    from pipeline.io.audio import decode_audio
 
     clips = [decode_audio(str(KIT / "audio" / f"reference_{i}.wav")).samples for i in range(1, 5)]
     texts = [(KIT / "audio" / f"reference_{i}.txt").read_text() for i in range(1, 5)]
@@ -39,7 +39,7 @@ def kit_minute() -> tuple[np.ndarray, np.ndarray, str]:
 def main() -> None:
     import torch
 
-    from pipeline.audio import resample
+    from pipeline.io.audio import resample
     from pipeline.scoring import ScoreInput, ScoringConfig, build_scorers
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

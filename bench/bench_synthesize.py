@@ -27,17 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.item import Item
-from pipeline.stages.synthesis import (
-    GateLimits,
-    InputLimits,
-    ModelPaths,
-    SynthesisDefaults,
-    SynthesisInputStage,
-    SynthesisModelStage,
-    SynthesisOutputStage,
-    VcF0Stage,
-)
+from pipeline.engine.item import Item
+from pipeline.stages.synthesis_inputs import SynthesisInputStage
+from pipeline.stages.synthesis_model import SynthesisModelStage
+from pipeline.stages.synthesis_output import SynthesisOutputStage
+from pipeline.stages.synthesis_params import GateLimits, InputLimits, ModelPaths, SynthesisDefaults
+from pipeline.stages.vc_f0 import VcF0Stage
 
 TEXT = "The birch canoe slid on the smooth planks, and glue held the sheet to the dark blue background."
 

@@ -2,7 +2,7 @@
 
 Reads what bench/device_check.sh collected (pytest's JUnit XML, the gpu tests' measurements, the
 benchmarks' JSON) and prints one Markdown table, ready for docs/benchmarks.md. Every measured
-difference is printed beside its stated bound from `pipeline.tolerances` (the one source the tests
+difference is printed beside its stated bound from `pipeline.testing.tolerances` (the one source the tests
 use); a recorded bound that differs from it is flagged, as is a file that is missing.
 
     python bench/device_table.py --junit gpu-tests.xml --measurements measurements.json --bench bench.json
@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.tolerances import CUDA_VS_CPU, Tolerance
+from pipeline.testing.tolerances import CUDA_VS_CPU, Tolerance
 
 HEADER = ("part", "check", "result", "measured", "stated / notes")
 
@@ -75,7 +75,7 @@ def rows_for(tests: list[TestOutcome] | None, measurements: list[dict[str, Any]]
         tolerance = stated(m["check"])
         batch = f", batch {m['batch']}" if m.get("batch") else ""
         if tolerance is None:
-            rows.append(("diff", m["check"] + batch, "UNKNOWN BOUND", _measured(m["measured"], m["unit"]), "no entry in pipeline.tolerances"))
+            rows.append(("diff", m["check"] + batch, "UNKNOWN BOUND", _measured(m["measured"], m["unit"]), "no entry in pipeline.testing.tolerances"))
             continue
         within = m["measured"] <= tolerance.max_abs + (1 / 32768 if m["check"].startswith("hsp upsample") else 0.0)
         note = tolerance.describe()

@@ -26,12 +26,11 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from hierspeech.defaults import DEFAULT_MODEL, FEATURE_LAYER
+from hierspeech.defaults import SAMPLE_RATE as SAMPLE_RATE  # re-exported: the rate of every model input
 from hierspeech.framing import padded_length
 from hierspeech.w2v_packed import PackedWav2Vec2, onednn_linear_available, packed_support
 
-DEFAULT_MODEL = "facebook/mms-300m"
-FEATURE_LAYER = 7
-SAMPLE_RATE = 16000
 REFLECT_PAD = 40
 HOP = 320
 DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120

@@ -16,34 +16,41 @@ import argparse
 import logging
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 import yaml
+
+from pipeline.errors import ConfigError
 
 SECTIONS = ("inputs", "outputs", "models", "run")
 RESOURCES_KEY = "resources"
 JOB_KEY = "job"
 
 
-class JobSpecError(ValueError):
+class JobSpecError(ConfigError):
     """The job YAML does not fit the job's command (unknown/missing keys, bad values)."""
 
 
 def job_command(name: str) -> click.Command:
-    """The `hsp` subcommand a job name refers to."""
+    """The `hsp` command of registered job `name` (e.g. synthesize_vc -> `hsp synthesize vc`)."""
     from pipeline.cli import main as hsp
+    from pipeline.registry import JOBS
 
-    command = hsp.commands.get(name)
-    if command is None:
-        known = sorted(n for n, c in hsp.commands.items() if _is_job_command(c))
-        raise JobSpecError(f"unknown job {name!r}; known jobs: {', '.join(known)}")
+    spec = JOBS.get(name)
+    if spec is None:
+        raise JobSpecError(f"unknown job {name!r}; known jobs: {', '.join(sorted(JOBS))}")
+    command: click.Command = hsp
+    for part in spec.command:
+        command = command.commands[part]  # type: ignore[attr-defined]
     return command
 
 
-def _is_job_command(command: click.Command) -> bool:
-    return any(p.name == "stage_resources" for p in command.params)
+def command_words(name: str) -> list[str]:
+    """The words after `hsp` that name job `name`'s command."""
+    from pipeline.registry import job_spec
+
+    return list(job_spec(name).command)
 
 
 def _keys_of(param: click.Parameter) -> list[str]:
@@ -110,7 +117,7 @@ def _option_argv(param: click.Option, key: str, value: Any) -> list[str]:
 
 def spec_to_argv(command: click.Command, spec: dict[str, Any], job: str, source: str = "job YAML") -> list[str]:
     """Turn a parsed job YAML into the argument list of `hsp <job>`; raises JobSpecError on bad keys."""
-    from pipeline.stage_resources import StageResourcesError, format_stage_resources
+    from pipeline.engine.stage_resources import StageResourcesError, format_stage_resources
 
     if not isinstance(spec, dict):
         raise JobSpecError(f"{source}: a job YAML is a mapping of keys to values, not {type(spec).__name__}")
@@ -159,7 +166,7 @@ def spec_to_argv(command: click.Command, spec: dict[str, Any], job: str, source:
 
 def load_spec(path: str) -> dict[str, Any]:
     """Read a job YAML from a local path or a URI pyarrow understands."""
-    from pipeline.audio import read_bytes
+    from pipeline.io.audio import read_bytes
 
     try:
         return yaml.safe_load(read_bytes(path)) or {}
@@ -176,14 +183,19 @@ def run_job_yaml(job: str, path: str, *, check_only: bool = False) -> int:
     except (JobSpecError, FileNotFoundError, OSError) as exc:
         click.echo(f"Error: {exc}", err=True)
         return 2
-    click.echo(f"[{job}] equivalent command: hsp {job} {shlex.join(argv)}", err=True)
+    click.echo(f"[{job}] equivalent command: hsp {' '.join(command_words(job))} {shlex.join(argv)}", err=True)
+    obj = {"command": [*prog.split(), path]}
     try:
         # parsing runs every type check and callback: nothing has started when this fails
-        with command.make_context(prog, list(argv), obj={"command": [*prog.split(), path]}) as ctx:
-            if check_only:
-                click.echo(f"[{job}] {path} is valid", err=True)
-                return 0
-            command.invoke(ctx)
+        with command.make_context(prog, list(argv), obj=obj):
+            pass
+        if check_only:
+            click.echo(f"[{job}] {path} is valid", err=True)
+            return 0
+        from pipeline.cli import main as hsp
+
+        # through the root group, so errors are mapped exactly as for `hsp` itself
+        hsp.main(args=[*command_words(job), *argv], prog_name=prog, obj=obj, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -217,10 +229,6 @@ def job_main(job: str | None, argv: list[str] | None = None) -> int:
             click.echo(f"Error: {args.spec} has no '{JOB_KEY}:' key; use python -m jobs.<job> or add one", err=True)
             return 2
     return run_job_yaml(job, args.spec, check_only=args.check)
-
-
-def examples_dir() -> Path:
-    return Path(__file__).resolve().parent / "examples"
 
 
 if __name__ == "__main__":

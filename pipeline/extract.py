@@ -12,12 +12,20 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
+from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import FEATURE_LAYER, SAMPLE_RATE
+from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from pipeline.job import Job
-from pipeline.min_length import for_extract
-from pipeline.stage import Resources, Stage
+from pipeline.engine.job import Job, JobSpec
+from pipeline.engine.stage import Resources, Stage
+from pipeline.errors import ConfigError
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
-from pipeline.stages.features import F0MelStage, ModelFeaturesStage, StoredAudioStage, TokensStage, W2vOptions
+from pipeline.stages.f0_mel import F0MelStage
+from pipeline.stages.min_length import for_extract
+from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
+from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
+from pipeline.stages.stored_audio import StoredAudioStage
+from pipeline.stages.tokens import TokensStage
 
 FEATURES = ("w2v", "f0", "tokens", "mel", "denoise")
 DEFAULT_FEATURES = ("w2v", "f0", "tokens", "mel")
@@ -50,8 +58,8 @@ class ExtractConfig:
     """What to extract and how; everything here that changes the output is recorded in job.json."""
 
     features: tuple[str, ...] = DEFAULT_FEATURES
-    w2v_model: str = "facebook/mms-300m"
-    w2v_layer: int = 7
+    w2v_model: str = DEFAULT_W2V_MODEL  # hub id or local folder
+    w2v_layer: int = FEATURE_LAYER  # hidden_states index kept
     w2v_dtype: str = "float16"
     f0_max: float | None = None
     f0_backend: str = DEFAULT_F0_BACKEND
@@ -60,7 +68,7 @@ class ExtractConfig:
     add_blank: bool = True
     max_tokens: int | None = 1024
     denoiser_ckpt: str | None = None
-    denoise_chunk_seconds: float | None = 4.0
+    denoise_chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS
     max_seconds: float | None = 3600.0
     channel_policy: str = "first"
     # how to run (not recorded: they do not change the output)
@@ -74,20 +82,20 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features:
-            raise ValueError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
+            raise ConfigError(f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)}")
         if self.w2v_dtype not in ("float16", "float32"):
-            raise ValueError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
+            raise ConfigError(f"w2v dtype must be float16 or float32, got {self.w2v_dtype!r}")
         if "w2v" in self.features:
             from hierspeech.w2v import BACKENDS
 
             if self.w2v_backend not in BACKENDS:
-                raise ValueError(f"w2v backend must be one of {', '.join(BACKENDS)}, got {self.w2v_backend!r}")
+                raise ConfigError(f"w2v backend must be one of {', '.join(BACKENDS)}, got {self.w2v_backend!r}")
         if self.f0_failure not in ("error", "zeros"):
-            raise ValueError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
+            raise ConfigError(f"f0 failure policy must be 'error' or 'zeros', got {self.f0_failure!r}")
         if "denoise" in self.features and not self.denoiser_ckpt:
-            raise ValueError("the denoise feature needs the MP-SENet checkpoint: pass --denoiser-ckpt PATH (denoiser/g_best)")
+            raise ConfigError("the denoise feature needs the MP-SENet checkpoint: pass --denoiser-ckpt PATH (denoiser/g_best)")
         if self.cpu_actors < 1 or self.gpu_actors < 1 or self.gpus_per_actor < 0 or self.batch_seconds <= 0:
-            raise ValueError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
+            raise ConfigError("cpu_actors and gpu_actors must be >= 1, gpus_per_actor >= 0, batch_seconds > 0")
 
     def output_options(self) -> dict:
         options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
@@ -95,33 +103,11 @@ class ExtractConfig:
         return options
 
 
-def check_f0_backend(name: str) -> None:
-    """Fail on the driver, before Ray starts, when the F0 backend cannot be loaded."""
-    from hierspeech.f0 import get_backend
-
-    get_backend(name)
-
-
-def check_w2v_model(name: str, layer: int) -> None:
-    """Fail on the driver when the w2v model's config cannot be found or is too shallow."""
-    import os
-
-    from transformers import Wav2Vec2Config
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
-    try:
-        config = Wav2Vec2Config.from_pretrained(name, local_files_only=offline)
-    except Exception as exc:  # OSError, HTTP errors, bad JSON: all mean "cannot use this model"
-        raise ValueError(f"w2v model {name!r} cannot be loaded ({type(exc).__name__}: {exc}); pass a hub id or a local folder with config.json") from exc
-    if config.num_hidden_layers < layer:
-        raise ValueError(f"w2v model {name!r} has {config.num_hidden_layers} layers; hidden_states[{layer}] needs {layer}")
-
-
 def extract_job(config: ExtractConfig) -> Job:
     """The extract job for `config` (stages are built on the driver once Ray is up).
 
     Raises:
-        ValueError: the w2v model cannot be found; F0BackendUnavailableError: no such F0 backend;
+        ConfigError: the w2v model cannot be found, or no such F0 backend;
         CheckpointError: the denoiser checkpoint would not load.
     """
     wanted = set(config.features)
@@ -131,7 +117,6 @@ def extract_job(config: ExtractConfig) -> Job:
         check_w2v_model(config.w2v_model, config.w2v_layer)
     if "denoise" in wanted:
         from hierspeech.denoiser import Denoiser
-        from pipeline.model_checks import check_checkpoints
 
         check_checkpoints("extract", [("--denoiser-ckpt", Denoiser, config.denoiser_ckpt)])
 
@@ -140,7 +125,7 @@ def extract_job(config: ExtractConfig) -> Job:
             return Resources(num_cpus=config.cpus_per_task)
 
         stages: list[Stage] = [
-            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
+            DecodeStage(SAMPLE_RATE, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
                         min_length=for_extract(config.features), resources=cpu()),
             StoredAudioStage(bits=16, resources=cpu()),
         ]
@@ -177,4 +162,14 @@ def extract_job(config: ExtractConfig) -> Job:
             )
         return stages
 
-    return Job(name="extract", build_stages=build, index_fields=EXTRACT_INDEX_FIELDS, output_options=config.output_options())
+    return EXTRACT.job(build, config.output_options())
+
+
+EXTRACT = JobSpec(
+    name="extract",
+    command=("extract",),
+    config=ExtractConfig,
+    build=extract_job,
+    columns=(),  # text (tokens) and language (espeak voice) are base columns
+    index_fields=tuple(EXTRACT_INDEX_FIELDS),
+)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline.tolerances import BATCH_VS_ALONE, CUDA_VS_CPU
+from pipeline.testing.tolerances import BATCH_VS_ALONE, CUDA_VS_CPU
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = ("bench/device_check.sh", "bench/device_prepare.sh")
@@ -48,13 +48,13 @@ def test_every_gpu_test_lives_in_tests_gpu_and_is_marked() -> None:
 
 
 def test_tolerances_have_one_source() -> None:
-    """The gpu tests, the table and the docs take their bounds from pipeline.tolerances."""
+    """The gpu tests, the table and the docs take their bounds from pipeline.testing.tolerances."""
     stages = (GPU_TESTS / "test_cuda_stages.py").read_text()
     assert "CUDA_VS_CPU[key]" in stages and not re.search(r"\d+e-\d+", stages)  # no bound written in the tests
     for key in CUDA_VS_CPU:
         assert f'check("{key}"' in stages, key
     assert set(CUDA_VS_CPU) == set(BATCH_VS_ALONE)
-    cpu = (REPO_ROOT / "tests" / "pipeline" / "test_model_stage_batches.py").read_text()
+    cpu = (REPO_ROOT / "tests" / "pipeline" / "stages" / "test_model_stage_batches.py").read_text()
     for key in BATCH_VS_ALONE:
         assert f'"{key}")' in cpu, key
     docs = (REPO_ROOT / "docs" / "benchmarks.md").read_text()
@@ -99,7 +99,7 @@ def test_the_table_printer_on_fake_results() -> None:
     assert all(line.count(" | ") == 4 for line in body), body  # five columns, no stray '|' from messages
     assert f"| diff | w2v on cuda vs cpu, batch 8 | within | {w2v.max_abs / 10:.3g} abs | {w2v.describe()} |" in table
     assert f"| diff | tts on cuda vs cpu, batch 8 | OVER | {tts.max_abs * 5:.3g} abs | {tts.describe()} |" in table
-    assert "MISMATCH: the test recorded 99.0 int16 LSB" in table  # a bound that is not pipeline.tolerances'
+    assert "MISMATCH: the test recorded 99.0 int16 LSB" in table  # a bound that is not pipeline.testing.tolerances'
     assert "| bench | speechsr48k_stage | ran | 812.3 h audio / GPU-h (RTF 0.0012) |" in table and "peak 3.0 GiB" in table
     assert "| bench | speechsr48k_hsp_upsample | skipped |  | needs Ray (No module named 'ray') |" in table
     assert "| bench | vc_synthesis | failed |" in table and "| test | test_tts_synthesis_on_device_equals_cpu | failed |" in table

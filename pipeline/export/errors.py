@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.errors import PipelineError
 
-class ExportError(ValueError):
+
+class ExportError(PipelineError, ValueError):
     """The output cannot be exported as asked; the message says what was found and what to do."""

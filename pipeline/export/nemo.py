@@ -26,12 +26,12 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.engine.sink import FIXED_MTIME
 from pipeline.export.commit import ExportDir
 from pipeline.export.errors import ExportError
 from pipeline.export.options import NemoOptions
 from pipeline.export.run import ExportResult, ExportRun
 from pipeline.export.samples import ExportSample, json_safe
-from pipeline.sink import FIXED_MTIME
 
 AUDIO_DIR = "audio"
 PLAIN_MANIFEST = "manifest.json"

@@ -15,11 +15,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pipeline.engine.summary import versions
 from pipeline.export.commit import ExportDir
 from pipeline.export.errors import ExportError
 from pipeline.export.options import ExportOptions
 from pipeline.export.samples import ExportSample, SampleSource
-from pipeline.summary import versions
 
 
 @dataclass

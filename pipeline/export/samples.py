@@ -17,8 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from pipeline.errors import OutputError
 from pipeline.export.errors import ExportError
-from pipeline.output import INDEX, SCHEMA_VERSION, OutputDir
-from pipeline.shard_reader import split_member
+from pipeline.io.output import INDEX, OutputDir, check_schema_version
+from pipeline.io.shards import iter_samples
 
 LAYOUT_COLUMNS = ("key", "shard", "row")  # where a sample is stored, not what it is
 GATE_COLUMN = "gates_passed"
@@ -120,18 +120,9 @@ class SampleSource:
 
     def _read_job(self) -> dict[str, Any]:
         try:
-            job = self.out.read_json("job.json")
-        except (OSError, ValueError) as exc:
-            raise ExportError(f"cannot read {self.root}/job.json ({exc}); is {self.root} a job output?") from exc
-        if job is None:
-            raise ExportError(f"{self.root} is not a job output (no job.json); pass the -o folder of a prepare/synthesize/... run")
-        version = job.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise ExportError(
-                f"{self.root} was written with output schema version {version}; this version reads up to "
-                f"{SCHEMA_VERSION}: upgrade hierspeech-pipeline to export it"
-            )
-        return job
+            return self.out.read_job()
+        except OutputError as exc:  # not an output, or too new: the export's own error, same message
+            raise ExportError(str(exc)) from exc
 
     @property
     def job_name(self) -> str:
@@ -180,7 +171,7 @@ class SampleSource:
 
     def _shard_samples(self, shard: str, wanted: dict[str, dict[str, Any]]) -> Iterator[ExportSample]:
         seen: set[str] = set()
-        for key, members in iter_tar_samples(self.out, shard, (self.audio_member, "json"), keys=wanted):
+        for key, members in iter_samples(self.out.path(shard), fs=self.out.fs, exts=(self.audio_member, "json"), keys=wanted):
             row = wanted[key]
             seen.add(key)
             yield self._sample(shard, row, members)
@@ -204,6 +195,9 @@ class SampleSource:
         if "json" in members:
             try:
                 meta = json.loads(members["json"])
+                check_schema_version(meta, label)
+            except OutputError as exc:
+                raise ExportError(str(exc)) from exc
             except ValueError as exc:
                 raise ExportError(f"{label}: its json member is not valid JSON ({exc})") from exc
         return ExportSample(
@@ -219,30 +213,3 @@ class SampleSource:
             subtype=str(info.subtype),
         )
 
-
-def iter_tar_samples(
-    out: OutputDir, shard: str, exts: Iterable[str], keys: Iterable[str] | None = None
-) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) for each sample of a shard, streaming; only members with `exts` are read.
-
-    keys: only these samples (all when None). Members of a sample are adjacent in our shards; other
-    members' data is skipped by the tar stream without being kept.
-    """
-    want_ext = set(exts)
-    want_key = set(keys) if keys is not None else None
-    current, members = None, {}
-    with out.fs.open_input_stream(out.path(shard)) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            key, ext = split_member(info.name)
-            if key != current:
-                if current is not None and (want_key is None or current in want_key):
-                    yield current, members
-                current, members = key, {}
-            if ext in want_ext and (want_key is None or key in want_key):
-                handle = tar.extractfile(info)
-                if handle is not None:
-                    members[ext] = handle.read()
-    if current is not None and (want_key is None or current in want_key):
-        yield current, members

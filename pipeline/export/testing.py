@@ -1,6 +1,6 @@
 """Job outputs written through the real sink without running Ray: for export tests and benchmarks.
 
-`synthetic_output` commits parts with `pipeline.sink.commit_part`, exactly as a job's Ray tasks
+`synthetic_output` commits parts with `pipeline.engine.sink.commit_part`, exactly as a job's Ray tasks
 do, with the index columns and sample json of a synthesis job (mode, source/prompt ids, seed,
 gates, with some samples failing a gate) and, optionally, extra index columns such as a score
 job's. Audio is a distinct short tone per sample, so byte and sample comparisons mean something.
@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
-from pipeline.item import Item, ItemError
-from pipeline.output import SCHEMA_VERSION, OutputDir, index_schema
-from pipeline.sink import SinkConfig, commit_part
+from pipeline.engine.item import Item, ItemError
+from pipeline.engine.sink import SinkConfig, commit_part
+from pipeline.io.output import SCHEMA_VERSION, OutputDir, index_schema
 from pipeline.synthesize import SYNTHESIZE_INDEX_FIELDS
 
 

@@ -10,17 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.inspect_output import inspect_output
-from pipeline.output import OutputDir
+from pipeline.errors import OutputError
+from pipeline.io.npy import read_npy
+from pipeline.io.output import OutputDir
 from pipeline.report import plots
 from pipeline.report.collect import count_parts, scan_errors, scan_index
+from pipeline.report.inspect import inspect_output
 from pipeline.report.samples import (
     AUDIO_EXTS,
     NPY_HEADER_BYTES,
     PROMPT_PATH_KEYS,
     SOURCE_PATH_KEYS,
     Clip,
-    load_npy,
     npy_shape,
     open_rows,
     output_clip,
@@ -31,6 +32,10 @@ from pipeline.report.samples import (
 SYNTH_JOBS = ("synthesize", "augment")
 MARKER = "hsp-report"  # written into index.html, so a re-run may replace a folder it made
 
+
+
+class ReportDestinationError(OutputError, FileExistsError):
+    """The report folder exists and holds something else than an hsp report: it is never overwritten."""
 
 @dataclass
 class Figure:
@@ -104,7 +109,7 @@ def prepare_folder(dest: Path) -> Path:
         index = dest / "index.html"
         ours = index.is_file() and MARKER in index.read_text(encoding="utf-8", errors="replace")[:2000]
         if not ours and any(dest.iterdir()):
-            raise FileExistsError(f"{dest} exists and is not an hsp report; pass a new or empty folder to -o")
+            raise ReportDestinationError(f"{dest} exists and is not an hsp report; pass a new or empty folder to -o")
         if (dest / "assets").is_dir():
             shutil.rmtree(dest / "assets")
     (dest / "assets").mkdir(parents=True, exist_ok=True)
@@ -178,7 +183,7 @@ def _feature_figures(opened, stats, assets: _Assets) -> list[Figure]:
     for o in opened:
         if "f0.npy" in o.members:
             try:
-                f0s.append((o.row["id"], np.asarray(load_npy(o.members["f0.npy"]), dtype=np.float32).reshape(-1)))
+                f0s.append((o.row["id"], np.asarray(read_npy(o.members["f0.npy"]), dtype=np.float32).reshape(-1)))
             except ValueError:
                 continue
     voiced = np.concatenate([f[f > 0] for _, f in f0s]) if f0s else np.zeros(0)

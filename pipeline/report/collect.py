@@ -3,7 +3,7 @@
 The index and errors tables are read one committed part file at a time, and only the columns
 the plots need: durations go into a float32 array (4 bytes a row), speakers, rates and channel
 counts into counters, and a seeded reservoir keeps `k` rows to open later. Tars are opened only
-for the reservoir's samples (see `pipeline.shard_reader`).
+for the reservoir's samples (see `pipeline.io.shards`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.output import ERRORS, INDEX, OutputDir
+from pipeline.io.output import ERRORS, INDEX, OutputDir
 
 # index columns the report uses when a job has them
 STAT_COLUMNS = ("duration", "source_duration", "speaker", "source_sample_rate", "source_channels", "sample_rate", "w2v_frames", "f0_frames")

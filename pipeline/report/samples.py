@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from pipeline.output import OutputDir
-from pipeline.shard_reader import read_samples, resolve_local
+from pipeline.io.output import OutputDir
+from pipeline.io.shards import read_samples
+from pipeline.io.uri import resolve_local
 
 AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "opus")
 NPY_HEADER_BYTES = 1024
@@ -80,10 +81,6 @@ def npy_shape(header: bytes) -> tuple[int, ...] | None:
         return tuple(int(n) for n in info["shape"])
     except (ValueError, SyntaxError, KeyError):
         return None
-
-
-def load_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def decode(data: bytes, ext: str, origin: str) -> Clip:

@@ -20,6 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 SCORE_EXTRA_HINT = "pip install 'hierspeech-pipeline[score]' (from a checkout: pip install '.[score]', or scripts/setup.sh)"
 
 # import name -> what to install (the extra provides all but resemblyzer, whose declared
@@ -35,7 +37,7 @@ PACKAGE_FOR_MODULE = {
 }
 
 
-class ScoringError(ValueError):
+class ScoringError(ConfigError):
     """A scoring setup the user must fix: unknown metric, missing package or model, bad gate."""
 
 
@@ -167,7 +169,7 @@ def at_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """`wave` resampled to `target` Hz (the project's one resampler), unchanged when already there."""
     if rate == target:
         return wave
-    from pipeline.audio import resample
+    from pipeline.io.audio import resample
 
     return resample(wave, rate, target)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.audio import AudioError, ChannelPolicy, DecodedAudio, decode_audio
-from pipeline.item import Item
-from pipeline.min_length import ANY, MinLength
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.audio import AudioError, ChannelPolicy, DecodedAudio, decode_audio
+from pipeline.stages.min_length import ANY, MinLength
 
 PASSTHROUGH = ("text", "speaker", "language")
 # Index column of every job that decodes audio: the header declared more frames than the file held
@@ -33,6 +33,7 @@ class DecodeStage(Stage):
 
     name = "decode"
     batch_size = 8
+    outputs = ("audio", "sample_rate")
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class DecodeStage(Stage):
         super().__init__(resources)
         self.sample_rate = sample_rate
         self.column = column
+        self.field_inputs = (column,)
         self.channel_policy = channel_policy
         self.max_seconds = max_seconds
         self.min_length = min_length

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.audio import encode_flac
-from pipeline.item import Item
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.audio import encode_flac
 
 
 class EncodeFlacStage(Stage):
@@ -12,11 +12,13 @@ class EncodeFlacStage(Stage):
 
     name = "encode_flac"
     batch_size = 8
+    inputs = ("audio", "sample_rate")
 
     def __init__(self, *, bits: int = 16, source: str = "audio", member: str = "flac", resources: Resources | None = None):
         super().__init__(resources)
         self.bits = bits
         self.source = source
+        self.inputs = (source, "sample_rate")
         self.member = member
 
     def process_item(self, item: Item) -> None:

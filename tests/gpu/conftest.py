@@ -54,6 +54,6 @@ def record():
 
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory) -> dict[str, str]:
-    from pipeline.testing_stages import write_model_kit
+    from pipeline.testing.stages import write_model_kit
 
     return write_model_kit(tmp_path_factory.mktemp("gpu-kit"))

@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
-from pipeline.item import Item
-from pipeline.stage import Resources, Stage
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources, Stage
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.gpu
@@ -86,9 +86,9 @@ def test_out_of_memory_splits_in_halves_frees_the_batch_and_defers_a_row_too_big
 STICKY_SCRIPT = textwrap.dedent(
     """
     import sys, torch
-    from pipeline.device_errors import DeviceContextError
-    from pipeline.item import Item
-    from pipeline.stage import Stage
+    from pipeline.engine.device_errors import DeviceContextError
+    from pipeline.engine.item import Item
+    from pipeline.engine.stage import Stage
 
     class Indexing(Stage):
         name = "indexing"

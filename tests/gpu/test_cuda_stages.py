@@ -1,4 +1,4 @@
-"""Every model stage on CUDA at batch 1 and 8 against its CPU result (`pipeline.tolerances.CUDA_VS_CPU`).
+"""Every model stage on CUDA at batch 1 and 8 against its CPU result (`pipeline.testing.tolerances.CUDA_VS_CPU`).
 
 The stages run directly (no Ray): w2v and the denoiser of `extract`, VC and TTS synthesis (with
 prompt denoising and SpeechSR-24k), and `upsample`'s SpeechSR-48k with the released weights. The
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.item import Item
-from pipeline.stage import Resources
-from pipeline.testing_stages import audio_item, tts_item, vc_item
-from pipeline.tolerances import CUDA_VS_CPU, max_abs_diff
+from pipeline.engine.item import Item
+from pipeline.engine.stage import Resources
+from pipeline.testing.stages import audio_item, tts_item, vc_item
+from pipeline.testing.tolerances import CUDA_VS_CPU, max_abs_diff
 
 pytestmark = pytest.mark.gpu
 
@@ -60,7 +60,7 @@ def check(key: str, make_stage, make_rows: Callable[[], list[Item]], output: Cal
 
 
 def test_w2v_on_device_equals_cpu(kit, device, record) -> None:
-    from pipeline.stages.features import ModelFeaturesStage, W2vOptions
+    from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
 
     def make(res: Resources, batch: int):
         options = W2vOptions(model=kit["w2v"], layer=1, dtype="float32", max_batch_size=batch)
@@ -75,7 +75,7 @@ def test_w2v_on_device_equals_cpu(kit, device, record) -> None:
 def test_denoiser_on_device_equals_cpu(kit, device, record) -> None:
     import soundfile as sf
 
-    from pipeline.stages.features import ModelFeaturesStage
+    from pipeline.stages.model_features import ModelFeaturesStage
 
     def make(res: Resources, batch: int):
         return ModelFeaturesStage(w2v=None, denoiser_ckpt=kit["denoiser"], denoise_batch_items=batch, resources=res)
@@ -87,7 +87,8 @@ def test_denoiser_on_device_equals_cpu(kit, device, record) -> None:
 
 
 def _synthesis(kit, res: Resources, batch: int, modes: tuple[str, ...]):
-    from pipeline.stages.synthesis import ModelPaths, SynthesisModelStage
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_params import ModelPaths
 
     models = ModelPaths(kit["synthesizer"], kit["ttv"], kit["denoiser"], {24000: kit["speechsr24000"]}, kit["w2v"], 1)
     return SynthesisModelStage(models, modes=modes, max_batch_items=batch, resources=res)
@@ -112,7 +113,7 @@ def test_tts_synthesis_on_device_equals_cpu(kit, device, record) -> None:
 
 
 def test_speechsr_on_device_equals_cpu(reference_dir: Path, device, record) -> None:
-    from pipeline.upsample import SpeechSRStage
+    from pipeline.stages.speechsr import SpeechSRStage
 
     checkpoint = str(reference_dir / "weights/speechsr48k/G_100000.pth")
 

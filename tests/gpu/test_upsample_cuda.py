@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline.tolerances import CUDA_VS_CPU, max_abs_diff
+from pipeline.testing.tolerances import CUDA_VS_CPU, max_abs_diff
 
 pytestmark = pytest.mark.gpu
 
@@ -22,13 +21,9 @@ pytestmark = pytest.mark.gpu
 def _outputs(out: Path) -> dict[str, np.ndarray]:
     import soundfile as sf
 
-    samples: dict[str, dict[str, bytes]] = {}
-    for shard in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, _, ext = member.name.partition(".")
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    return {json.loads(m["json"])["id"]: sf.read(io.BytesIO(m["flac"]), dtype="float32")[0] for m in samples.values()}
+    from pipeline.testing.outputs import samples_by_id
+
+    return {sample_id: sf.read(io.BytesIO(m["flac"]), dtype="float32")[0] for sample_id, m in samples_by_id(out).items()}
 
 
 def test_hsp_upsample_on_device_end_to_end(tmp_path: Path, reference_dir: Path, device, record, monkeypatch) -> None:

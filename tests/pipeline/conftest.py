@@ -22,7 +22,7 @@ def ray_local():
     """A real local Ray cluster on loopback, shared by the session's job tests."""
     import ray
 
-    from pipeline.ray_env import init_ray
+    from pipeline.engine.ray_env import init_ray
 
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
     init_ray(num_cpus=4)

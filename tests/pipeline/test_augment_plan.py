@@ -22,11 +22,11 @@ from pipeline.augment import (
     positions_of_ranks,
     prompt_speaker_histogram,
 )
-from pipeline.stages.synthesis import derive_seed
+from pipeline.stages.synthesis_params import derive_seed
 
 
 def legacy_augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOptions, prompts: pa.Table | None = None, prompts_dir: Path | None = None) -> pa.Table:
-    from pipeline.manifest import resolve_path
+    from pipeline.io.manifest import resolve_path
 
     modes = {"vc": ["vc"], "tts": ["tts"], "both": ["vc", "tts"]}[options.mode]
     rows = manifest.to_pylist()

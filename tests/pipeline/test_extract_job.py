@@ -202,8 +202,8 @@ def test_export_upstream_layout_loads_as_upstream_does(extracted):
 
 
 def test_f0_failure_zeros_policy_flags_instead_of_failing():
-    from pipeline.item import Item
-    from pipeline.stages.features import F0MelStage
+    from pipeline.engine.item import Item
+    from pipeline.stages.f0_mel import F0MelStage
 
     stage = F0MelStage(f0_failure="zeros", mel=False)
     stage.setup()
@@ -222,7 +222,7 @@ def test_f0_failure_zeros_policy_flags_instead_of_failing():
 
 
 def test_export_filters_follow_prepare_filelist():
-    from pipeline.export_upstream import UpstreamFilters, _reject_reason
+    from pipeline.export.upstream import UpstreamFilters, _reject_reason
 
     f = UpstreamFilters()
     voiced = np.ones(10, dtype=np.float32)

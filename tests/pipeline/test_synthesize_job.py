@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.output import ERRORS, INDEX, OutputDir
+from pipeline.io.output import ERRORS, INDEX, OutputDir
+from pipeline.testing.outputs import samples_by_id
 
 
 def voice(seconds: float, f0: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
@@ -56,17 +56,7 @@ def kit(tmp_path_factory) -> dict:
 
 
 def read_samples(out: Path) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    for shard in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, _, ext = member.name.partition(".")
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    by_id = {}
-    for members in samples.values():
-        meta = json.loads(members["json"])
-        by_id[meta["id"]] = {**members, "meta": meta}
-    return by_id
+    return {sample_id: {**members, "meta": json.loads(members["json"])} for sample_id, members in samples_by_id(out).items()}
 
 
 def invoke(args: list[str]):
@@ -85,7 +75,7 @@ def test_manifest_parameter_ranges_are_structural_errors(tmp_path: Path) -> None
 
 
 def test_augment_plan_is_deterministic_and_crosses_speakers(kit) -> None:
-    from pipeline.synthesize import AugmentOptions, augment_plan
+    from pipeline.augment import AugmentOptions, augment_plan
 
     table = pq.read_table(kit["root"] / "asr.parquet")
     plan = augment_plan(table, kit["root"], AugmentOptions(variants=3, mode="both", seed=7))
@@ -107,17 +97,12 @@ def test_stage_batch_equals_single(kit) -> None:
     """Items processed together (padded batch of 3 TTS rows) equal their solo runs to 1 LSB; other seed, other audio."""
     import torch
 
-    from pipeline.item import Item
-    from pipeline.stages.synthesis import (
-        GateLimits,
-        InputLimits,
-        ModelPaths,
-        SynthesisDefaults,
-        SynthesisInputStage,
-        SynthesisModelStage,
-        SynthesisOutputStage,
-        VcF0Stage,
-    )
+    from pipeline.engine.item import Item
+    from pipeline.stages.synthesis_inputs import SynthesisInputStage
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_output import SynthesisOutputStage
+    from pipeline.stages.synthesis_params import GateLimits, InputLimits, ModelPaths, SynthesisDefaults
+    from pipeline.stages.vc_f0 import VcF0Stage
 
     torch.set_num_threads(1)
     p, c = kit["paths"], kit["corpus"]
@@ -244,8 +229,9 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
 
 def test_quality_gates_flag_or_drop() -> None:
     """Silence, NaN, clipping and duration flags; --drop-failed-gates turns them into QualityGate errors."""
-    from pipeline.item import Item
-    from pipeline.stages.synthesis import GateLimits, SynthesisOutputStage
+    from pipeline.engine.item import Item
+    from pipeline.stages.synthesis_output import SynthesisOutputStage
+    from pipeline.stages.synthesis_params import GateLimits
 
     def item(raw: np.ndarray, expected: float) -> Item:
         params = {"scale_norm": "max", "seed": 1, "output_sr": 16000, "denoise_ratio": 0.0}

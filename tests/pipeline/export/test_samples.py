@@ -12,7 +12,7 @@ import pytest
 from pipeline.export.errors import ExportError
 from pipeline.export.samples import SampleSource
 from pipeline.export.testing import synthetic_output, tone_flac
-from pipeline.output import INDEX, OutputDir
+from pipeline.io.output import INDEX, OutputDir
 from tests.pipeline.export.conftest import stored_samples
 
 

@@ -28,7 +28,7 @@ def test_clean_speech_scores_above_noisy_speech(dnsmos: DnsmosScorer, kit_speech
     a 48 kHz copy scores like the 16 kHz clip (resampled inside), and a clip driven past full
     scale is clipped, not refused. Clips are repeated to one 9.01 s DNSMOS window (speechmos
     would tile a 3 s clip to 12 s, three windows: three times the test's CPU)."""
-    from pipeline.audio import resample
+    from pipeline.io.audio import resample
     from pipeline.scoring.dnsmos import WINDOW_SAMPLES
 
     def one_window(wave: np.ndarray) -> np.ndarray:

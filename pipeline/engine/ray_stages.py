@@ -1,0 +1,158 @@
+"""Adapting `Stage` objects and the shard sink to Ray Data operators.
+
+Stateless stages become `map_batches` tasks; stateful ones (models) become actor pools whose
+constructor calls `setup()` once. Each adapter is a subclass named after the stage so Ray's
+dashboard and progress output show `MapBatches(decode)`, not an anonymous wrapper.
+
+A stage that raises `DeviceContextError` (a sticky CUDA error: the process's CUDA context is
+broken) makes its worker process exit: Ray restarts the actor (`max_restarts`) and runs the
+batch again on the fresh one (`max_task_retries`), so the rows are redone, not lost; a batch
+that kills its worker every time stops the job after STICKY_RETRIES tries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import warnings
+
+import pyarrow as pa
+import ray.data
+
+from pipeline.engine.device_errors import DeviceContextError
+from pipeline.engine.item import Item, batch_to_items, items_to_batch
+from pipeline.engine.sink import SinkConfig, commit_part
+from pipeline.engine.stage import Stage
+
+log = logging.getLogger(__name__)
+
+ACTOR_RESTARTS = -1  # a model actor whose process exits is always replaced ...
+STICKY_RETRIES = 3  # ... and its batch retried this many times before the job stops (GPU tasks too)
+STICKY_EXIT_CODE = 75  # EX_TEMPFAIL: the worker exits on purpose so that Ray replaces it
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("part", pa.string()),
+        ("samples", pa.int64()),
+        ("errors", pa.int64()),
+        ("rows", pa.int64()),
+        ("bytes", pa.int64()),
+        ("seconds_in", pa.float64()),
+        ("seconds_out", pa.float64()),
+        ("deferred", pa.int64()),
+        ("deferred_ids", pa.list_(pa.string())),
+        ("stage_metrics", pa.string()),  # JSON {stage: {counter: n}}
+    ]
+)
+
+
+def run_stage(stage: Stage, items: list[Item]) -> list[Item]:
+    """`stage(items)`, exiting the worker process on a sticky CUDA error so Ray replaces it."""
+    try:
+        return stage(items)
+    except DeviceContextError as exc:
+        log.error("%s", exc)
+        print(f"{exc} (exit {STICKY_EXIT_CODE})", file=sys.stderr, flush=True)
+        os._exit(STICKY_EXIT_CODE)
+
+
+class _StageTask:
+    """Callable instance: Ray runs it as a stateless task per batch."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self._ready = False
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if not self._ready:
+            self.stage.setup()
+            self._ready = True
+        return items_to_batch(run_stage(self.stage, batch_to_items(batch)))
+
+
+class _StageActor:
+    """Callable class: Ray keeps a pool of these actors, each with its model loaded once."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self.stage.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return items_to_batch(run_stage(self.stage, batch_to_items(batch)))
+
+
+class _Sink:
+    def __init__(self, config: SinkConfig):
+        self.config = config
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        items = batch_to_items(batch)
+        summary = commit_part(items, self.config)
+        row = dataclasses.asdict(summary)
+        row["rows"] = len(items)
+        row.pop("shards")
+        row["stage_metrics"] = json.dumps(row["stage_metrics"], sort_keys=True)
+        return pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
+
+
+def _named(base: type, name: str) -> type:
+    safe = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name) or "stage"
+    return type(safe, (base,), {})
+
+
+def wants_actor_restarts(stage: Stage, address: str | None, forced: bool | None = None) -> bool:
+    """Restart dead actors on a cluster (node loss) or on a GPU (sticky CUDA errors); `forced` overrides.
+
+    A local CPU-only run has neither risk: a crashed actor then stops the job, which a re-run resumes,
+    and the first run of `hsp demo` shows no error line from Ray.
+    """
+    from pipeline.engine.ray_env import joins_cluster
+
+    if forced is not None:
+        return forced
+    return joins_cluster(address) or stage.resources.num_gpus > 0
+
+
+def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = True) -> ray.data.Dataset:
+    """`stage` as a Ray Data operator; `actor_restarts` False: a dead actor fails the job instead of restarting.
+
+    Ray Data passes every actor pool its DataContext and map function as object-store references;
+    with restarts on, Ray 2.60 logs an error line per driver ("has constructor arguments in the
+    object store and max_restarts > 0", ray-project/ray#57733) whatever our own arguments are. The
+    runner asks for restarts only where they buy something (see `wants_actor_restarts`): on a
+    cluster, to survive losing a worker node, and on a GPU, to replace an actor whose CUDA context
+    a sticky error broke. Restarts retry a batch at most STICKY_RETRIES times, so a row that kills
+    its worker every time stops the job instead of looping; the re-run resumes it.
+    """
+    res = stage.resources
+    if stage.input_rows_per_block:
+        ds = ds.repartition(target_num_rows_per_block=stage.input_rows_per_block)  # streaming split
+    common = {"batch_size": stage.batch_size, "batch_format": "pyarrow", "num_cpus": res.num_cpus}
+    if res.memory:
+        common["memory"] = res.memory
+    if stage.stateful:
+        restarts = {"max_restarts": ACTOR_RESTARTS, "max_task_retries": STICKY_RETRIES} if actor_restarts else {"max_restarts": 0}
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args for named ones, but has no named max_restarts yet (due in 2.64)
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
+            return ds.map_batches(
+                _named(_StageActor, stage.name),
+                fn_constructor_args=(stage,),
+                concurrency=res.actors,
+                num_gpus=res.num_gpus or None,
+                **restarts,
+                **common,
+            )
+    if res.num_gpus:  # CPU tasks keep Ray Data's unbounded retries (node loss); they hold no CUDA context
+        common["num_gpus"] = res.num_gpus
+        common["max_retries"] = STICKY_RETRIES
+    return ds.map_batches(_named(_StageTask, stage.name)(stage), **common)
+
+
+def apply_sink(ds: ray.data.Dataset, config: SinkConfig, rows_per_shard: int) -> ray.data.Dataset:
+    return ds.map_batches(
+        _named(_Sink, "write_shards")(config), batch_size=rows_per_shard, batch_format="pyarrow", num_cpus=0.5
+    )

@@ -1,0 +1,319 @@
+"""Running a job over a manifest: validate, plan, resume, stream through Ray Data, summarize.
+
+Exactly-once comes from `pipeline.io.output`: committed parts are skipped, uncommitted leftovers
+are deleted, writers of a previous run are fenced out. Ray Data's own `CheckpointConfig` was
+not used: it needs >= 4 logical CPUs locally and works with Ray's writers, and
+`write_webdataset` cannot bound rows per shard nor commit tars atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from pipeline.engine.item import Item, items_to_batch
+from pipeline.engine.job import Job, RunOptions
+from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
+from pipeline.engine.summary import format_summary, summarize, versions
+from pipeline.errors import JobFailedError, PipelineError
+from pipeline.io.manifest import (
+    ManifestError,
+    manifest_fingerprint,
+    read_manifest,
+    resolve_path,
+    validate_table,
+)
+from pipeline.io.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
+from pipeline.io.uri import manifest_base
+
+log = logging.getLogger(__name__)
+
+
+def _job_record(job: Job, manifest_path: str, table: pa.Table) -> dict[str, Any]:
+    return {
+        "job": job.name,
+        "schema_version": SCHEMA_VERSION,
+        "options": job.output_options,
+        "manifest": {"path": str(manifest_path), "rows": table.num_rows, "sha256": manifest_fingerprint(table)},
+        "versions": versions(),
+    }
+
+
+def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
+    previous = out.read_job(required=False)  # an output of a newer version is refused, not resumed
+    if previous is None:
+        out.write_json("job.json", record)
+        return
+    for field_name in ("job", "options"):
+        if previous.get(field_name) != record[field_name]:
+            raise OutputConflictError(
+                f"{out.root} holds output of {field_name} {previous.get(field_name)!r}, not {record[field_name]!r}; "
+                "re-run with the original settings to resume, or write to a new output directory"
+            )
+    if previous["manifest"]["sha256"] != record["manifest"]["sha256"]:
+        raise OutputConflictError(
+            f"{out.root} was produced from a different manifest ({previous['manifest']['path']}, "
+            f"{previous['manifest']['rows']} rows); use a new output directory for a changed manifest"
+        )
+
+
+def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | None, row_problems: dict[int, str]) -> list[Item]:
+    names = table.column_names
+    path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
+    items = []
+    columns = {name: table.column(name).to_pylist() for name in names}
+    for row in todo:
+        fields = {name: columns[name][row] for name in names}
+        for name in path_columns:
+            if fields[name] and base_dir is not None:
+                fields[name] = resolve_path(fields[name], base_dir)
+        item = Item(id=fields["id"], row=row, fields=fields)
+        if row in row_problems:
+            item.fail("validate", row_problems[row], error="InvalidRow")
+        items.append(item)
+    return items
+
+
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+_RAY_WRAPPERS = ("RayTaskError", "ActorDiedError", "SystemException", "RaySystemError", "ray.exceptions")
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps, outermost first: Ray's `cause`, then `__cause__`/`__context__` (cycles cut)."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The user's own error line: Ray wraps task/actor errors several levels deep."""
+    chain = _exception_chain(exc)
+    lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
+    for match in reversed(lines):
+        if not match.group(1).startswith(_RAY_WRAPPERS):
+            return f"{match.group(1)}: {match.group(2).strip()}"
+    innermost = chain[-1]
+    return f"{type(innermost).__name__}: {str(innermost).strip() or repr(exc)}"
+
+
+def _pipeline_error_in(exc: BaseException) -> PipelineError | None:
+    """The `PipelineError` a Ray task raised (a full disk in a shard writer, ...), rebuilt from under Ray's wrappers.
+
+    Ray Data re-raises a task's exception as a `UserCodeException` that keeps only the remote
+    traceback's text, whose last line names the class and its one-line message; plain Ray tasks keep
+    the original as `cause`. Only our own (`pipeline.`) classes are rebuilt from text.
+    """
+    import importlib
+
+    import ray.exceptions
+
+    chain = _exception_chain(exc)
+    for error in reversed(chain):
+        if isinstance(error, PipelineError) and not isinstance(error, ray.exceptions.RayError):
+            return error
+    lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
+    for match in reversed(lines):
+        module_name, _, class_name = match.group(1).rpartition(".")
+        if not module_name.startswith("pipeline."):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, PipelineError):
+            return _rebuilt(cls, match.group(2).strip())
+    return None
+
+
+def _rebuilt(error: PipelineError | type[PipelineError], message: str) -> PipelineError:
+    """An error of `error`'s class with `message` (a class whose constructor takes more gets the base)."""
+    cls = error if isinstance(error, type) else type(error)
+    try:
+        return cls(message)
+    except TypeError:
+        return PipelineError(message)
+
+
+def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
+    """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
+    import ray
+    from ray.exceptions import RayError
+
+    from pipeline.engine.ray_env import init_ray
+
+    started = time.time()
+    manifest_path = str(manifest_path)
+    table = read_manifest(manifest_path)
+    base_dir = manifest_base(manifest_path)
+    report = validate_table(table, job.columns, base_dir=base_dir, check_files=options.strict,
+                            allow_internal=job.allows_internal_columns(manifest_path, str(out_root)))
+    if not report.ok or (options.strict and report.row_problems):
+        raise ManifestError(manifest_path, report)
+    row_problems: dict[int, str] = {}
+    for problem in report.row_problems:
+        if problem.row is not None:
+            row_problems.setdefault(problem.row, f"column '{problem.column}': {problem.message}")
+
+    out = OutputDir(str(out_root))
+    out.ensure_layout()
+    with out.locked():
+        record = _job_record(job, manifest_path, table)
+        _check_resume(out, record)
+        removed = out.cleanup_uncommitted()
+        done = out.done_ids()
+        ids = table.column("id").to_pylist()
+        todo = [row for row, sample_id in enumerate(ids) if sample_id not in done]
+        print(
+            f"[{job.name}] {table.num_rows} rows in manifest, {len(done)} already done, {len(todo)} to do"
+            + (f"; removed {len(removed)} unfinished file(s) of a previous run" if removed else ""),
+            file=sys.stderr,
+        )
+        run_id = out.start_run()
+        totals = RunTotals()
+        if todo:
+            started_ray = init_ray(options.address, options.num_cpus)
+            try:
+                totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
+                    raise  # the driver's own check (resources, stage contracts): already one line
+                if (user_error := _pipeline_error_in(exc)) is not None:
+                    raise _rebuilt(user_error, f"[{job.name}] {user_error}") from exc  # one line, no traceback
+                raise JobFailedError(
+                    f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
+                    f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
+                ) from exc
+            finally:
+                if started_ray:
+                    ray.shutdown()
+        wall = time.time() - started
+        out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
+        summary = summarize(out, record)
+        summary.update(
+            {
+                "command": options.command or sys.argv,
+                "wall_seconds": wall,
+                "audio_seconds_this_run": totals.seconds_in,
+                "output_audio_seconds_this_run": totals.seconds_out,
+                "rows_this_run": len(todo),
+                "rows_deferred_this_run": totals.deferred,
+                "deferred_ids": totals.deferred_ids,
+                "stage_metrics": totals.stage_metrics,
+                "throughput_audio_s_per_s": totals.seconds_in / wall if wall > 0 else 0.0,
+                "throughput_output_audio_s_per_s": totals.seconds_out / wall if wall > 0 else 0.0,
+            }
+        )
+        summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
+        out.write_json("summary.json", summary)
+    print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+@dataclass
+class RunTotals:
+    """What this run's committed parts report: audio seconds, deferred rows, stage counters."""
+
+    seconds_in: float = 0.0
+    seconds_out: float = 0.0
+    deferred: int = 0
+    deferred_ids: list[str] = field(default_factory=list)
+    stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, part: dict[str, Any]) -> None:
+        """Add one row of the sink's output (`pipeline.engine.ray_stages.SUMMARY_SCHEMA`)."""
+        self.seconds_in += part["seconds_in"]
+        self.seconds_out += part["seconds_out"]
+        self.deferred += part["deferred"]
+        self.deferred_ids.extend(part["deferred_ids"][: max(0, MAX_DEFERRED_IDS - len(self.deferred_ids))])
+        self.stage_metrics = merge_stage_metrics([self.stage_metrics, json.loads(part["stage_metrics"])])
+
+
+def _execute(
+    job: Job, table: pa.Table, todo: list[int], base_dir: str | None, row_problems: dict[int, str],
+    out: OutputDir, run_id: str, options: RunOptions,
+) -> RunTotals:
+    """Stream the rows to do through the stages and the sink; returns what the committed parts report."""
+    import ray
+    import ray.data
+
+    from pipeline.engine.ray_env import fit_stage_resources
+    from pipeline.engine.ray_stages import apply_sink, apply_stage, wants_actor_restarts
+
+    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
+    # copy of a task's error; -v shows Ray Data's errors again.
+    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+    from pipeline.engine.stage_resources import apply_stage_resources
+
+    stages = job.stages()
+    notes = apply_stage_resources(stages, options.stage_resources)
+    if options.device != "cpu":
+        from pipeline.engine.ray_env import wait_for_gpus
+
+        notes += wait_for_gpus(stages, options.wait_for_gpus)
+    notes += fit_stage_resources(stages, options.device)
+    for note in notes:
+        print(f"[{job.name}] {note}", file=sys.stderr)
+    _print_plan(job, stages, len(todo), options, ray.cluster_resources())
+
+    items = _initial_items(table, todo, job, base_dir, row_problems)
+    block_rows = max(1, options.block_rows)
+    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
+    ds = ray.data.from_arrow(blocks)
+    for stage in stages:
+        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
+    from hierspeech import __version__
+
+    sink = SinkConfig(
+        out=out.root if "://" in out.root else out.base,
+        run_id=run_id,
+        job=job.name,
+        index_schema=index_schema(job.index_fields),
+        max_shard_bytes=options.max_shard_bytes,
+        package_version=__version__,
+    )
+    ds = apply_sink(ds, sink, options.rows_per_shard)
+    totals = RunTotals()
+    with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
+        for part in ds.iter_rows():
+            bar.update(part["rows"])
+            totals.add(part)
+            bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
+    return totals
+
+
+def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:
+    """The final (overridden, fitted) resources of every stage and what the cluster has."""
+    nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
+    lines = [
+        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows",
+        f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
+    ]
+    for stage in stages:
+        res = stage.resources
+        kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
+        memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
+        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
+    lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+    print("\n".join(lines), file=sys.stderr)
