@@ -31,7 +31,7 @@ from pipeline.engine.mirror_runner import run_mirror_job
 from pipeline.io.shards import AUDIO_EXTENSIONS
 from pipeline.io.tar_plan import mirror_part
 from pipeline.report.inspect import inspect_output
-from pipeline.upsample import upsample_job
+from pipeline.upsample import UpsampleConfig, upsample_job
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import tone, write_manifest
 from tests.pipeline.engine.test_kill_resume import _env, _reap_later, _reap_orphans
@@ -121,7 +121,7 @@ def test_mirror_24k_same_archive_then_resume_redoes_only_unfinished(tmp_path, ra
     tarfile_tar(d / "libri-000001.tar")
     out = tmp_path / "out"
     spec = f"{d}/libri-{{000000..000001}}.tar"
-    summary = run_mirror_job(upsample_job(24000, layout="mirror"), spec, out, RunOptions(progress=False))
+    summary = run_mirror_job(upsample_job(UpsampleConfig(sample_rate=24000, layout="mirror")), spec, out, RunOptions(progress=False))
 
     assert sorted(p.name for p in out.glob("*.tar")) == ["libri-000000.tar", "libri-000001.tar"] and not (out / "shards").exists()
     _assert_mirror(d / "libri-000000.tar", out / "libri-000000.tar", set(), 24000)
@@ -152,7 +152,7 @@ def test_mirror_24k_same_archive_then_resume_redoes_only_unfinished(tmp_path, ra
     (out / "index.parquet" / f"part-{mirror_part('libri-000001.tar')}.parquet").unlink()
     (out / ".tmp-dead-libri-000001.tar").write_bytes(b"half a tar")
     (out / "_state" / "mirror" / "deadrun").mkdir(parents=True)
-    resumed = run_mirror_job(upsample_job(24000, layout="mirror"), spec, out, RunOptions(progress=False))
+    resumed = run_mirror_job(upsample_job(UpsampleConfig(sample_rate=24000, layout="mirror")), spec, out, RunOptions(progress=False))
     assert resumed["tars_this_run"] == 1 and (resumed["rows_this_run"], resumed["members_this_run"]) == (5, 3) and resumed["complete"]
     after = (out / "libri-000000.tar").stat()
     assert (after.st_ino, after.st_mtime_ns) == (first.st_ino, first.st_mtime_ns), "a finished tar was rewritten"
@@ -160,7 +160,7 @@ def test_mirror_24k_same_archive_then_resume_redoes_only_unfinished(tmp_path, ra
     assert not list(out.rglob(".tmp-*")) and not list((out / "_state").glob("mirror/*/*"))
     ids = pq.read_table(out / "index.parquet").column("id").to_pylist() + pq.read_table(out / "errors.parquet").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 10
-    again = run_mirror_job(upsample_job(24000, layout="mirror"), spec, out, RunOptions(progress=False))
+    again = run_mirror_job(upsample_job(UpsampleConfig(sample_rate=24000, layout="mirror")), spec, out, RunOptions(progress=False))
     assert again["tars_this_run"] == 0 and again["complete"] and (out / "libri-000000.tar").stat().st_mtime_ns == first.st_mtime_ns
 
 
@@ -192,7 +192,7 @@ def test_mirror_usage_errors(tmp_path):
     result = runner.invoke(main, ["upsample", str(manifest), "-o", str(tmp_path / "o"), "--layout", "mirror"])
     assert result.exit_code == 2 and "--layout mirror" in result.output and "manifest" in result.output
     result = runner.invoke(main, ["upsample", str(manifest), "-o", str(tmp_path / "o"), "--audio-member", "wav"])
-    assert result.exit_code == 2 and "--audio-member applies to --layout mirror only" in result.output
+    assert result.exit_code == 2 and "--audio-ext and --audio-member apply to --layout mirror only" in result.output
     tarfile_tar(tmp_path / "x.tar")
     result = runner.invoke(main, ["upsample", str(tmp_path), "-o", str(tmp_path), "--layout", "mirror"])
     assert result.exit_code == 1 and "inside the output folder" in result.output
