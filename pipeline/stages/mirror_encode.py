@@ -63,6 +63,8 @@ class MirrorEncodeStage(Stage):
 
     name = "encode_member"
     batch_size = 8
+    inputs = ("audio", "sample_rate")
+    field_inputs = ("mirror_ext",)
 
     def __init__(self, model_record: dict[str, str], *, bits: int = 16, resources: Resources | None = None):
         super().__init__(resources)
