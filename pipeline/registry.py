@@ -47,5 +47,7 @@ def run(name: str, config: Any, source: str, output: str, options: RunOptions) -
     if not isinstance(config, spec.config):
         raise ConfigError(f"job {name!r} takes a {spec.config.__name__}, not a {type(config).__name__}")
     job = spec.build(config)
+    if spec.run is not None:
+        return spec.run(job, config, source, output, options)
     manifest = spec.input_manifest(config, source, output) if spec.input_manifest else source
     return run_job(job, manifest, output, options)

@@ -3,7 +3,9 @@
 Stages: decode (any rate, first channel; resampled to 16 kHz as upstream; from a manifest or from tar
 members read by offset) -> SpeechSR (actor pool, exact batched/windowed inference) -> level
 normalization -> FLAC at the target rate -> shards. Tar input keeps every non-audio member of the
-sample byte for byte. See docs/upsample.md.
+sample byte for byte. `layout="mirror"` (tar input) gives the archive back instead: one output tar per
+input tar, same names, keys and order, audio replaced in place (`pipeline.engine.mirror_runner`).
+See docs/upsample.md.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from pipeline.engine.job import Job, JobSpec
+from pipeline.engine.job import Job, JobSpec, RunOptions
 from pipeline.engine.stage import Resources, Stage
 from pipeline.errors import ConfigError
 from pipeline.io.audio import CHANNEL_POLICIES, FLAC_SUBTYPES
@@ -21,6 +23,7 @@ from pipeline.io.manifest import Column, ManifestNotFoundError
 from pipeline.io.output import STATE, OutputDir
 from pipeline.io.tar_source import TarSourceError, build_tar_manifest, is_tar_input
 from pipeline.stages.decode import TRUNCATED_FIELD
+from pipeline.stages.mirror_encode import MirrorEncodeStage
 from pipeline.stages.model_checks import CheckpointError, WeightsUnavailableError, check_checkpoints
 from pipeline.stages.normalize import DEFAULT_NORMALIZE, NORMALIZE_MODES, NormalizeStage
 from pipeline.stages.speechsr import SpeechSRStage
@@ -57,6 +60,20 @@ UPSAMPLE_INDEX_FIELDS = [
     pa.field("language", pa.string()),
     TRUNCATED_FIELD,
 ]
+# The mirror layout (one output tar per input tar): one index row per sample; the scalar columns
+# describe its first upsampled member, `member_facts` every member ({written ext: facts}).
+MIRROR_INDEX_FIELDS = [
+    *UPSAMPLE_INDEX_FIELDS,
+    pa.field("audio_members", pa.list_(pa.string())),
+    pa.field("member_facts", pa.string()),
+]
+# Internal fields of the mirror layout's items (`pipeline.engine.mirror_runner` builds them from tar headers).
+MIRROR_COLUMNS: tuple[Column, ...] = (
+    Column("mirror_part", "string", internal=True, doc="mirror layout: the commit name of the input tar"),
+    Column("mirror_ext", "string", internal=True, doc="mirror layout: the extension the upsampled member is written as"),
+)
+LAYOUTS = ("shards", "mirror")
+MIRROR_FIELDS = ("layout", "audio_ext", "audio_member")
 
 
 RUN_FIELDS = ("checkpoint", "actors", "gpus_per_actor", "cpus_per_actor", "batch_seconds", "window", "cpus_per_task",
@@ -81,6 +98,9 @@ class UpsampleConfig:
     max_seconds: float | None = 3600.0
     cpus_per_task: float = 1.0
     download_timeout: float = 60.0
+    layout: str = "shards"  # shards: our shards, keys from ids | mirror: tar input given back as the same archive
+    audio_ext: str | None = None  # mirror: write upsampled members with this extension; None keeps each one's
+    audio_member: str | None = None  # mirror: upsample only this member of each sample; None: every audio member
 
     def __post_init__(self) -> None:
         if self.sample_rate not in SPEECHSR_VARIANTS:
@@ -91,6 +111,10 @@ class UpsampleConfig:
             raise ConfigError(f"FLAC bit depth must be one of {sorted(FLAC_SUBTYPES)}, got {self.bits}")
         if self.channel_policy not in CHANNEL_POLICIES:
             raise ConfigError(f"channel policy must be one of {', '.join(CHANNEL_POLICIES)}, got {self.channel_policy!r}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"unknown layout {self.layout!r}; use one of {', '.join(LAYOUTS)}")
+        if self.layout != "mirror" and (self.audio_ext or self.audio_member):
+            raise ConfigError("--audio-ext and --audio-member apply to --layout mirror only")
 
     @property
     def variant(self) -> str:
@@ -99,6 +123,8 @@ class UpsampleConfig:
     def output_options(self, checkpoint_sha256: str) -> dict:
         options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
         options["checkpoint_sha256"] = checkpoint_sha256
+        if self.layout != "mirror":  # the shards layout's record stays as before: its outputs resume
+            options = {k: v for k, v in options.items() if k not in MIRROR_FIELDS}
         return options
 
 
@@ -131,10 +157,15 @@ def upsample_job(config: UpsampleConfig) -> Job:
                           window=config.window,
                           resources=Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor, actors=config.actors)),
             NormalizeStage(config.normalize, resources=cpu()),
-            UpsampleEncodeStage(model_record, bits=config.bits, resources=cpu()),
+            MirrorEncodeStage(model_record, bits=config.bits, resources=cpu()) if config.layout == "mirror"
+            else UpsampleEncodeStage(model_record, bits=config.bits, resources=cpu()),
         ]
 
-    return UPSAMPLE.job(build, config.output_options(sha), internal_manifest=INPUT_MANIFEST)
+    job = UPSAMPLE.job(build, config.output_options(sha), internal_manifest=INPUT_MANIFEST,
+                       extra_columns=UPSAMPLE_COLUMNS + MIRROR_COLUMNS if config.layout == "mirror" else None)
+    if config.layout == "mirror":
+        job.index_fields = list(MIRROR_INDEX_FIELDS)
+    return job
 
 
 def input_manifest(spec: str, out_root: str) -> str:
@@ -159,6 +190,19 @@ def input_manifest(spec: str, out_root: str) -> str:
     return out.path(STATE, INPUT_MANIFEST)
 
 
+def run_upsample(job: Job, config: UpsampleConfig, source: str, output: str, options: RunOptions) -> dict:
+    """Run the built job: over a manifest or tar input's internal manifest, or (mirror layout) over the tars."""
+    from pipeline.engine.mirror_runner import run_mirror_job
+    from pipeline.engine.runner import run_job
+
+    if config.layout != "mirror":
+        return run_job(job, input_manifest(source, output), output, options)
+    if not is_tar_input(source):
+        raise ConfigError(f"--layout mirror mirrors tar shards, and the input {source!r} is a manifest; pass tar shards "
+                          "(folder, glob, brace pattern or list file) or use --layout shards")
+    return run_mirror_job(job, source, output, options)
+
+
 UPSAMPLE = JobSpec(
     name="upsample",
     command=("upsample",),
@@ -167,4 +211,5 @@ UPSAMPLE = JobSpec(
     columns=UPSAMPLE_COLUMNS,
     index_fields=tuple(UPSAMPLE_INDEX_FIELDS),
     input_manifest=lambda config, spec, out_root: input_manifest(spec, out_root),
+    run=run_upsample,
 )

@@ -7,8 +7,9 @@ import click
 from pipeline.cli.options import default, int_choice, output_option, run_job_command, run_options
 from pipeline.engine.job import RunOptions
 from pipeline.io.audio import CHANNEL_POLICIES, FLAC_SUBTYPES
+from pipeline.io.tar_source import is_tar_input
 from pipeline.stages.normalize import NORMALIZE_MODES
-from pipeline.upsample import SPEECHSR_VARIANTS, UPSAMPLE, UpsampleConfig
+from pipeline.upsample import LAYOUTS, SPEECHSR_VARIANTS, UPSAMPLE, UpsampleConfig
 
 
 def _d(name: str):
@@ -28,11 +29,18 @@ def _d(name: str):
 @click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=_d("batch_seconds"), help="Output audio per model call (memory budget, ~90 MB per second at 48 kHz). Default: one window per call on CPU (fastest there), 10 s on GPU. Does not change results.")
 @click.option("--channels", "channel_policy", type=click.Choice(CHANNEL_POLICIES), default=_d("channel_policy"), show_default=True)
 @click.option("--max-seconds", type=float, default=_d("max_seconds"), show_default=True, help="Reject inputs longer than this.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=_d("layout"), show_default=True, help="shards: our WebDataset shards (keys from ids); mirror (tar input): one output tar per input tar, same names, keys, order and companions, audio replaced in place.")
+@click.option("--audio-ext", type=click.Choice(["flac"]), default=_d("audio_ext"), help="--layout mirror: write upsampled members as FLAC (default: keep each member's extension and format).")
+@click.option("--audio-member", default=_d("audio_member"), metavar="EXT", help="--layout mirror: upsample only this member of each sample (e.g. wav); default: every audio member.")
 @run_options
 def upsample(input_spec: str, output: str, run: RunOptions, **options) -> None:
-    """Upsample 16 kHz speech to 48/24 kHz FLAC with SpeechSR.
+    """Upsample 16 kHz speech to 48/24 kHz with SpeechSR.
 
     INPUT is a Parquet manifest (any rate: resampled to 16 kHz first) or WebDataset tar shards: a
-    directory, a glob or a brace pattern (quote it); non-audio members pass through unchanged.
+    directory, a glob, a brace pattern (quote it) or a list file (.txt) of tar paths/URLs; non-audio
+    members pass through unchanged.
     """
+    if options["layout"] == "mirror" and not is_tar_input(input_spec):
+        raise click.UsageError(f"--layout mirror mirrors tar shards, and INPUT {input_spec!r} is a manifest; "
+                               "pass tar shards (folder, glob, brace pattern or list file) or drop --layout mirror")
     run_job_command(UPSAMPLE.name, UpsampleConfig(**options), input_spec, output, run)

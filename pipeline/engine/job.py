@@ -65,7 +65,8 @@ class JobSpec:
     `columns`: manifest columns beyond the base ones that the user's manifest may hold (augment's
     input differs from the plan it runs on: its Job says so with its own `extra_columns`).
     `input_manifest(config, INPUT, OUT)`: the manifest the runner reads, when it is not INPUT itself
-    (tar input's internal manifest, augment's plan).
+    (tar input's internal manifest, augment's plan). `run(job, config, INPUT, OUT, options)`: how the
+    built job runs, when not by `run_job` over that manifest (upsample's mirror layout runs over tars).
     """
 
     name: str
@@ -75,6 +76,7 @@ class JobSpec:
     columns: tuple[Column, ...] = ()
     index_fields: tuple[pa.Field, ...] = ()
     input_manifest: Callable[[Any, str, str], str] | None = None
+    run: Callable[[Job, Any, str, str, RunOptions], dict[str, Any]] | None = None
 
     @property
     def manifest_columns(self) -> tuple[Column, ...]:

@@ -14,9 +14,10 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -37,6 +38,7 @@ from pipeline.io.output import SCHEMA_VERSION, OutputConflictError, OutputDir, i
 from pipeline.io.uri import manifest_base
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _job_record(job: Job, manifest_path: str, table: pa.Table) -> dict[str, Any]:
@@ -151,10 +153,7 @@ def _rebuilt(error: PipelineError | type[PipelineError], message: str) -> Pipeli
 
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
-    import ray
-    from ray.exceptions import RayError
 
-    from pipeline.engine.ray_env import init_ray
 
     started = time.time()
     manifest_path = str(manifest_path)
@@ -186,23 +185,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         run_id = out.start_run()
         totals = RunTotals()
         if todo:
-            started_ray = init_ray(options.address, options.num_cpus)
-            try:
-                totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
-                    raise  # the driver's own check (resources, stage contracts): already one line
-                if (user_error := _pipeline_error_in(exc)) is not None:
-                    raise _rebuilt(user_error, f"[{job.name}] {user_error}") from exc  # one line, no traceback
-                raise JobFailedError(
-                    f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
-                    f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
-                ) from exc
-            finally:
-                if started_ray:
-                    ray.shutdown()
+            totals = run_on_ray(job.name, out, options,
+                                lambda: _execute(job, table, todo, base_dir, row_problems, out, run_id, options))
         wall = time.time() - started
         out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
         summary = summarize(out, record)
@@ -224,6 +208,37 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         out.write_json("summary.json", summary)
     print(format_summary(summary), file=sys.stderr)
     return summary
+
+
+def run_on_ray(job_name: str, out: OutputDir, options: RunOptions, body: Callable[[], T]) -> T:
+    """`body()` with Ray up (started here unless `options.address` joins a cluster, and shut down after).
+
+    A failure becomes one line without a traceback: a `PipelineError` raised in a task (a full disk
+    in a writer) is rebuilt from under Ray's wrappers; anything else is a `JobFailedError` naming
+    the root cause and saying that finished output is kept.
+    """
+    import ray
+    from ray.exceptions import RayError
+
+    from pipeline.engine.ray_env import init_ray
+
+    started_ray = init_ray(options.address, options.num_cpus)
+    try:
+        return body()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
+            raise  # the driver's own check (resources, stage contracts): already one line
+        if (user_error := _pipeline_error_in(exc)) is not None:
+            raise _rebuilt(user_error, f"[{job_name}] {user_error}") from exc  # one line, no traceback
+        raise JobFailedError(
+            f"[{job_name}] the job stopped: {_root_cause(exc)}\n"
+            f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
+        ) from exc
+    finally:
+        if started_ray:
+            ray.shutdown()
 
 
 @dataclass
@@ -250,11 +265,39 @@ def _execute(
     out: OutputDir, run_id: str, options: RunOptions,
 ) -> RunTotals:
     """Stream the rows to do through the stages and the sink; returns what the committed parts report."""
+    items = _initial_items(table, todo, job, base_dir, row_problems)
+    ds = stream_through_stages(job, items, options)
+    from hierspeech import __version__
+    from pipeline.engine.ray_stages import apply_sink
+
+    sink = SinkConfig(
+        out=out.root if "://" in out.root else out.base,
+        run_id=run_id,
+        job=job.name,
+        index_schema=index_schema(job.index_fields),
+        max_shard_bytes=options.max_shard_bytes,
+        package_version=__version__,
+    )
+    ds = apply_sink(ds, sink, options.rows_per_shard)
+    totals = RunTotals()
+    with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
+        for part in ds.iter_rows():
+            bar.update(part["rows"])
+            totals.add(part)
+            bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
+    return totals
+
+
+def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink_line: str | None = None):
+    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned here).
+
+    sink_line: how the plan printed at start describes the writer (default: the shard sink's line).
+    """
     import ray
     import ray.data
 
     from pipeline.engine.ray_env import fit_stage_resources
-    from pipeline.engine.ray_stages import apply_sink, apply_stage, wants_actor_restarts
+    from pipeline.engine.ray_stages import apply_stage, wants_actor_restarts
 
     # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
     # copy of a task's error; -v shows Ray Data's errors again.
@@ -275,39 +318,21 @@ def _execute(
     notes += fit_stage_resources(stages, options.device)
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    _print_plan(job, stages, len(todo), options, ray.cluster_resources())
+    _print_plan(job, stages, len(items), options, ray.cluster_resources(), sink_line)
 
-    items = _initial_items(table, todo, job, base_dir, row_problems)
     block_rows = max(1, options.block_rows)
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
     ds = ray.data.from_arrow(blocks)
     for stage in stages:
         ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
-    from hierspeech import __version__
-
-    sink = SinkConfig(
-        out=out.root if "://" in out.root else out.base,
-        run_id=run_id,
-        job=job.name,
-        index_schema=index_schema(job.index_fields),
-        max_shard_bytes=options.max_shard_bytes,
-        package_version=__version__,
-    )
-    ds = apply_sink(ds, sink, options.rows_per_shard)
-    totals = RunTotals()
-    with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
-        for part in ds.iter_rows():
-            bar.update(part["rows"])
-            totals.add(part)
-            bar.set_postfix(samples=part["samples"], errors=part["errors"], refresh=False)
-    return totals
+    return ds
 
 
-def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float]) -> None:
+def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None) -> None:
     """The final (overridden, fitted) resources of every stage and what the cluster has."""
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
-        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows",
+        f"[{job.name}] plan: {rows} rows" + ("" if sink_line else f" -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows"),
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
     for stage in stages:
@@ -315,5 +340,5 @@ def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[
         kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
         memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
         lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
-    lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+    lines.append(sink_line or f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
     print("\n".join(lines), file=sys.stderr)
