@@ -28,6 +28,17 @@ def _parse_stage_resources(ctx, param, value):
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
+def _parse_storage_options(ctx, param, value):
+    from pipeline.io.storage import parse_storage_options
+
+    if not value:
+        return {}
+    try:
+        return parse_storage_options(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 def run_options(function):
     """Options shared by every job command (where to run, shard sizes, strictness, per-stage resources)."""
     decorators = [
@@ -40,6 +51,8 @@ def run_options(function):
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU; cuda: fail instead."),
         click.option("--wait-for-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS", help="If the cluster has no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait this long before falling back (auto) or failing (cuda)."),
         click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--storage-options", default=None, metavar="JSON", callback=_parse_storage_options, help="fsspec options for s3:// and gs:// inputs and outputs, e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}' (default: the store's environment, AWS_* for S3)."),
+        click.option("--unsafe-object-store-commit", is_flag=True, help="For object stores that ignore conditional writes (the run refuses them otherwise): commit by copy and delete, without a run lease. Never run two jobs on the output at once."),
         click.option(
             "--stage-resources",
             multiple=True,
@@ -78,6 +91,8 @@ def make_run_options(**kwargs) -> RunOptions:
         progress=kwargs["progress"],
         command=_command_line(),
         stage_resources=kwargs.get("stage_resources") or {},
+        storage_options=kwargs.get("storage_options") or {},
+        unsafe_object_store_commit=kwargs.get("unsafe_object_store_commit", False),
     )
 
 
