@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import OutputError
+from pipeline.io.output import PROBE_PREFIX
 from pipeline.io.storage import fsspec_filesystem, scheme_of
 
 UNSAFE_OPTION = "--unsafe-object-store-commit"
@@ -148,7 +149,7 @@ def probe(store: S3ConditionalStore, folder: str, root: str) -> None:
 
     Costs four requests: create, a second create, a replace with a wrong ETag, delete.
     """
-    path = f"{folder.rstrip('/')}/.probe-{uuid.uuid4().hex}"
+    path = f"{folder.rstrip('/')}/{PROBE_PREFIX}{uuid.uuid4().hex}"
     try:
         if not store.create(path, b"1"):
             raise ConditionalWritesError(f"cannot create a probe object in {root}: an object of its random name exists")

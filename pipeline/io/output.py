@@ -62,6 +62,7 @@ ERRORS = "errors.parquet"
 STATE = "_state"
 TMP_PREFIX = ".tmp-"
 RUN_RECORD = "run.json"
+PROBE_PREFIX = ".probe-"  # the start probe's objects (pipeline.io.object_store): left only by a kill mid-probe
 ATTEMPT_KEY = b"hsp.attempt"  # index part metadata: the attempt whose tars and errors part it commits
 ATTEMPT_LENGTH = 8  # hex characters of an attempt token
 RENAME, CONDITIONAL = "rename", "conditional"
@@ -426,7 +427,7 @@ class OutputDir:
         removed: list[str] = []
         for sub, names in listing.items():
             for name in names:
-                orphan = name.startswith(TMP_PREFIX)
+                orphan = name.startswith(TMP_PREFIX) or (sub == STATE and name.startswith(PROBE_PREFIX))
                 if (sub == SHARDS and name.startswith("shard-")) or (sub == ERRORS and name.startswith("part-")):
                     part, attempt = (shard_part if sub == SHARDS else part_file_part)(name)
                     orphan = orphan or part not in committed or winners.get(part, attempt) != attempt

@@ -142,9 +142,10 @@ def test_leftovers_of_a_crashed_losing_attempt_are_never_read_and_cleaned_up(s3)
     errors = io.BytesIO()
     pq.write_table(pa.table({"id": ["spk/u1"], "row": [1], "stage": ["x"], "error": ["E"], "message": ["m"]}), errors)
     fs.pipe_file(f"{bucket}/out/{ERRORS}/part-{winner.part}-deadbeef.parquet", errors.getvalue())
+    fs.pipe_file(f"{bucket}/out/{STATE}/.probe-0123", b"1")  # a driver killed during its start probe
     assert out.read_parts(ERRORS).column("id").to_pylist() == ["spk/u0"]  # the winner's only
     removed = out.cleanup_uncommitted()
-    assert sorted(removed) == [f"{ERRORS}/part-{winner.part}-deadbeef.parquet", f"{SHARDS}/shard-{winner.part}-deadbeef.tar"]
+    assert sorted(removed) == [f"{STATE}/.probe-0123", f"{ERRORS}/part-{winner.part}-deadbeef.parquet", f"{SHARDS}/shard-{winner.part}-deadbeef.tar"]
     assert _files(fs, bucket, SHARDS) == [shard]
 
 
