@@ -1,7 +1,8 @@
-"""The `hsp augment` plan: K synthetic variants per ASR utterance, voices drawn from other speakers.
+"""`hsp augment`: K synthetic variants per ASR utterance, voices drawn from other speakers.
 
-`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows; the synthesis
-job (pipeline/synthesize.py) runs them. The prompt pool (another manifest, or the manifest
+`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows, written once to
+OUT/plan.parquet (`write_plan`: a re-run must find the same plan there); the synthesis stages
+(pipeline/synthesize.py) run the plan as the `augment` job. The prompt pool (another manifest, or the manifest
 itself) is sorted by id and grouped by speaker once, so a row's candidates (every prompt of
 another speaker, never the row itself) are the pool minus one speaker's block, addressed by
 rank without being built: O(n log n) work overall instead of a pass over the pool per row.
@@ -22,19 +23,28 @@ gets a null prompt, which the job records as an error row.
 from __future__ import annotations
 
 import os
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline.engine.job import Job, JobSpec
 from pipeline.errors import ConfigError, InputError
+from pipeline.io.manifest import Column
 from pipeline.io.uri import is_uri
 from pipeline.stages.synthesis_params import derive_seed
+from pipeline.synthesize import PLAN_COLUMNS, SYNTHESIZE_INDEX_FIELDS, SynthesizeConfig, synthesize_job
 
+AUGMENT_COLUMNS = (
+    Column("text", "string", required=True, doc="transcript, carried over to every variant"),
+    Column("speaker", "string", required=True, doc="prompts are drawn from other speakers"),
+)
+PLAN_FILE = "plan.parquet"
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
 AUGMENT_MODES = {"vc": ("vc",), "tts": ("tts",), "both": ("vc", "tts")}
 PLAN_SCHEMA = pa.schema(
@@ -277,3 +287,68 @@ def prompt_speaker_histogram(plan: pa.Table) -> dict[str, int]:
     counts = pc.value_counts(pc.fill_null(with_prompt.column("speaker"), ""))
     pairs = [(str(v["values"]), int(v["counts"])) for v in counts.to_pylist()]
     return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The plan (variants, modes, prompt pool, seed) and the synthesis that runs it.
+
+    `synthesis` has no row mode (each plan row has one) and runs the modes of `plan.mode`;
+    `plan.seed` seeds the prompt choice, `synthesis.defaults.seed` the rows (the CLI gives both --seed).
+    """
+
+    synthesis: SynthesizeConfig
+    plan: AugmentOptions = field(default_factory=AugmentOptions)
+    prompts: str | None = None  # prompt pool manifest (id, audio, speaker); None: the manifest itself
+
+    def __post_init__(self) -> None:
+        if self.synthesis.mode is not None or tuple(self.synthesis.modes) != AUGMENT_MODES[self.plan.mode]:
+            raise ConfigError(f"augment's synthesis runs plan rows: mode None and modes {AUGMENT_MODES[self.plan.mode]}, "
+                              f"got mode {self.synthesis.mode!r} and modes {self.synthesis.modes}")
+
+
+def augment_job(config: AugmentConfig) -> Job:
+    """The synthesis stages over a plan (its rows carry their mode): job `augment`."""
+    return synthesize_job(config.synthesis, spec=AUGMENT, columns=PLAN_COLUMNS)
+
+
+def write_plan(config: AugmentConfig, manifest_path: str, out_root: str) -> str:
+    """Validate the manifest, build the plan and write it to OUT/plan.parquet once; returns its path.
+
+    A re-run finds its own plan there and goes on; another plan there (other manifest, prompts,
+    variants, mode or seed) is refused, so a resume never mixes two plans.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.io.manifest import ManifestError, read_manifest, validate_table, with_base_columns
+    from pipeline.io.output import OutputConflictError
+
+    source = Path(manifest_path)
+    table = read_manifest(source)
+    report = validate_table(table, with_base_columns(AUGMENT_COLUMNS), base_dir=source.resolve().parent, check_files=False)
+    if not report.ok:
+        raise ManifestError(str(manifest_path), report)
+    prompts = read_manifest(config.prompts) if config.prompts else None
+    prompts_dir = Path(config.prompts).resolve().parent if config.prompts else None
+    plan = augment_plan(table, source.resolve().parent, config.plan, prompts, prompts_dir)
+    Path(out_root).mkdir(parents=True, exist_ok=True)
+    plan_path = Path(out_root) / PLAN_FILE
+    if plan_path.exists() and not pq.read_table(plan_path).equals(plan):
+        raise OutputConflictError(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
+    if not plan_path.exists():
+        pq.write_table(plan, plan_path)
+    print(f"wrote {plan_path}: {plan.num_rows} rows ({config.plan.variants} variant(s) x {config.plan.mode} "
+          f"for {table.num_rows} utterances)", file=sys.stderr)
+    return str(plan_path)
+
+
+AUGMENT = JobSpec(
+    name="augment",
+    command=("augment",),
+    config=AugmentConfig,
+    build=augment_job,
+    columns=AUGMENT_COLUMNS,
+    index_fields=tuple(SYNTHESIZE_INDEX_FIELDS),
+    input_manifest=write_plan,
+)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.export.samples import passes_gates
-from pipeline.io.output import INDEX, OutputDir
+from pipeline.io.output import INDEX, OutputDir, check_schema_version
 from pipeline.io.shards import iter_samples
 
 
 def _extract(output: str, audio_dir: Path, include_failed: bool) -> list[dict[str, Any]]:
     out = OutputDir(output)
+    out.read_job()  # not a job output, or one of a newer schema version: refused with one line
     index = out.read_parts(INDEX).to_pylist()
     rows = [r for r in index if include_failed or passes_gates(r)]
     by_shard: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -36,6 +37,7 @@ def _extract(output: str, audio_dir: Path, include_failed: bool) -> list[dict[st
             path = audio_dir / f"{key}.flac"
             path.write_bytes(members["flac"])
             meta = json.loads(members["json"]) if "json" in members else {}
+            check_schema_version(meta, f"{shard}: sample {key!r}")
             exported.append({**row, "path": str(path.resolve()), "meta": meta})
     exported.sort(key=lambda r: r["id"])
     return exported
