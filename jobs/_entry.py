@@ -13,6 +13,7 @@ Adding a job entry point is three lines (see jobs/prepare.py): the `hsp` command
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -109,6 +110,8 @@ def _option_argv(param: click.Option, key: str, value: Any) -> list[str]:
     values = value if param.multiple and isinstance(value, list) else [value]
     argv: list[str] = []
     for one in values:
+        if isinstance(one, dict | list) and param.metavar == "JSON":  # --storage-options: YAML mapping -> JSON
+            one = json.dumps(one, sort_keys=True)
         if isinstance(one, dict | list):
             raise JobSpecError(f"key '{key}' takes a single value, not {one!r}")
         argv += [flag, str(one)]

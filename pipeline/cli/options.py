@@ -22,7 +22,7 @@ from pipeline.engine.job import RunOptions
 
 # RunOptions fields set by command-line options (command, actor_restarts: set by the program)
 RUN_OPTION_FIELDS = ("address", "num_cpus", "rows_per_shard", "max_shard_bytes", "block_rows", "strict", "device",
-                     "wait_for_gpus", "progress", "stage_resources")
+                     "wait_for_gpus", "progress", "stage_resources", "storage_options", "unsafe_object_store_commit")
 
 
 def default(config: type, name: str) -> Any:
@@ -59,6 +59,18 @@ def _parse_stage_resources(ctx: click.Context, param: click.Parameter, value: tu
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
+def _parse_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
+    from pipeline.errors import ConfigError
+    from pipeline.io.storage import parse_storage_options
+
+    if not value:
+        return {}
+    try:
+        return parse_storage_options(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 def command_line() -> list[str]:
     """What to record as the command: the job YAML entry point passes its own in the context's obj."""
     ctx = click.get_current_context(silent=True)
@@ -83,6 +95,8 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=run_default("device"), show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU; cuda: fail instead."),
         click.option("--wait-for-gpus", type=click.FloatRange(min=0), default=run_default("wait_for_gpus"), show_default=True, metavar="SECONDS", help="If the cluster has no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait this long before falling back (auto) or failing (cuda)."),
         click.option("--progress/--no-progress", default=run_default("progress"), show_default=True),
+        click.option("--storage-options", default=None, metavar="JSON", callback=_parse_storage_options, help="fsspec options for s3:// and gs:// inputs and outputs, e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}' (default: the store's environment, AWS_* for S3)."),
+        click.option("--unsafe-object-store-commit", is_flag=True, default=run_default("unsafe_object_store_commit"), help="For object stores that ignore conditional writes (the run refuses them otherwise): commit by copy and delete, without a run lease. Never run two jobs on the output at once."),
         click.option(
             "--stage-resources",
             multiple=True,

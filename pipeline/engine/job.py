@@ -114,3 +114,7 @@ class RunOptions:
     stage_resources: dict[str, dict[str, float | int]] = field(default_factory=dict)
     # restart dead model actors: None = on a cluster or a GPU (pipeline.engine.ray_stages.wants_actor_restarts)
     actor_restarts: bool | None = None
+    # fsspec options for s3:// / gs:// inputs and outputs (pipeline.io.storage); {} = the store's environment
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    # object stores that ignore conditional writes: commit by rename, no lock (docs/object-storage.md)
+    unsafe_object_store_commit: bool = False

@@ -34,6 +34,7 @@ from pipeline.engine.mirror_commit import commit_tar, sample_id
 from pipeline.engine.mirror_sink import STAGING, MirrorConfig, MirrorStagingSink
 from pipeline.engine.runner import RunTotals, _check_resume, run_on_ray, stream_through_stages
 from pipeline.engine.summary import format_summary, summarize, versions
+from pipeline.errors import ConfigError
 from pipeline.io.output import ERRORS, INDEX, SCHEMA_VERSION, STATE, TMP_PREFIX, OutputDir, index_schema
 from pipeline.io.tar_lists import mirror_names
 from pipeline.io.tar_plan import TarPlan, plan_tar
@@ -112,6 +113,11 @@ def run_mirror_job(job: Job, spec: str, out_root: str | Path, options: RunOption
     """
     started = time.time()
     out = OutputDir(str(out_root))
+    if not out.is_local:
+        raise ConfigError(
+            f"--layout mirror writes to a local or mounted filesystem for now, not {out.root}: "
+            "write the mirror locally and copy it, or use the default shard layout on the object store"
+        )
     plans = plan_inputs(spec, out, audio_member=job.output_options.get("audio_member"),
                         audio_ext=job.output_options.get("audio_ext"), progress=options.progress)
     for sub in (INDEX, ERRORS, STATE):

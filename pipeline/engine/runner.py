@@ -34,7 +34,7 @@ from pipeline.io.manifest import (
     resolve_path,
     validate_table,
 )
-from pipeline.io.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
+from pipeline.io.output import RENAME, SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
 from pipeline.io.uri import manifest_base
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,10 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
 
 
     started = time.time()
+    if options.storage_options:
+        from pipeline.io.storage import use_storage_options
+
+        use_storage_options(options.storage_options)  # this process and the Ray workers it starts
     manifest_path = str(manifest_path)
     table = read_manifest(manifest_path)
     base_dir = manifest_base(manifest_path)
@@ -168,7 +172,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         if problem.row is not None:
             row_problems.setdefault(problem.row, f"column '{problem.column}': {problem.message}")
 
-    out = OutputDir(str(out_root))
+    out = OutputDir(str(out_root), protocol=RENAME if options.unsafe_object_store_commit else None)
     out.ensure_layout()
     with out.locked():
         record = _job_record(job, manifest_path, table)
@@ -188,6 +192,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             totals = run_on_ray(job.name, out, options,
                                 lambda: _execute(job, table, todo, base_dir, row_problems, out, run_id, options))
         wall = time.time() - started
+        out.check_lease()  # a driver whose lease was taken over leaves the summary to the new run
         out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
         summary = summarize(out, record)
         summary.update(
@@ -277,6 +282,7 @@ def _execute(
         index_schema=index_schema(job.index_fields),
         max_shard_bytes=options.max_shard_bytes,
         package_version=__version__,
+        commit_protocol=out.protocol,
     )
     ds = apply_sink(ds, sink, options.rows_per_shard)
     totals = RunTotals()

@@ -108,9 +108,11 @@ def expand_tar_spec(spec: str) -> list[str]:
 def _expand_uri(uri: str) -> list[str]:
     from pyarrow import fs as pafs
 
+    from pipeline.io.storage import arrow_filesystem
+
     if uri.endswith(".tar"):
         return [uri]
-    filesystem, inner = pafs.FileSystem.from_uri(uri)
+    filesystem, inner = arrow_filesystem(uri)
     scheme = uri.split("://", 1)[0]
     infos = filesystem.get_file_info(pafs.FileSelector(inner, recursive=True))
     return sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and i.path.endswith(".tar"))

@@ -50,8 +50,7 @@ class IndexStats:
 
 
 def _part_files(out: OutputDir, sub: str) -> list[str]:
-    committed = out.committed_parts()
-    return [n for n in out.list_names(sub) if n.startswith("part-") and n[len("part-") : -len(".parquet")] in committed]
+    return out.part_files(sub)  # the committed parts' files (on object stores, the winning attempt's)
 
 
 def scan_index(out: OutputDir, k: int, seed: int, progress: Any = None) -> IndexStats:

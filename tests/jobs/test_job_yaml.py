@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
@@ -47,6 +48,16 @@ def test_yaml_keys_become_the_command_line():
     context = job_command("prepare").make_context("prepare", argv)
     assert context.params["stage_resources"] == {"decode": {"num_cpus": 2.0, "memory": 1 << 30}, "encode_flac": {"actors": 1}}
     assert context.params["sample_rate"] == 24000 and context.params["manifest_path"] == "s3://bucket/m.parquet"
+
+
+def test_storage_options_mapping_becomes_json():
+    spec = {"manifest": "s3://b/m.parquet", "output": "s3://b/out", "run": {"storage_options": {"endpoint_url": "http://127.0.0.1:9000"}}}
+    argv = spec_to_argv(job_command("prepare"), spec, "prepare")
+    assert argv[argv.index("--storage-options") + 1] == '{"endpoint_url": "http://127.0.0.1:9000"}'
+    context = job_command("prepare").make_context("prepare", argv)
+    assert context.params["storage_options"] == {"endpoint_url": "http://127.0.0.1:9000"}
+    with pytest.raises(click.BadParameter, match="not valid JSON"):
+        job_command("prepare").make_context("prepare", ["-o", "o", "--storage-options", "{endpoint", "m.parquet"])
 
 
 @pytest.mark.parametrize(

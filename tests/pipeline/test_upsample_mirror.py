@@ -196,6 +196,8 @@ def test_mirror_usage_errors(tmp_path):
     tarfile_tar(tmp_path / "x.tar")
     result = runner.invoke(main, ["upsample", str(tmp_path), "-o", str(tmp_path), "--layout", "mirror"])
     assert result.exit_code == 1 and "inside the output folder" in result.output
+    result = runner.invoke(main, ["upsample", str(tmp_path / "x.tar"), "-o", "s3://bucket/mirror", "--layout", "mirror"])
+    assert result.exit_code != 0 and "local or mounted filesystem" in result.output and "Traceback" not in result.output
 
 
 def _command(spec: str, out: Path) -> list[str]:
