@@ -1,0 +1,113 @@
+"""`hsp score INPUT -o OUT`: quality scores of any speech (a manifest, or any job's shards), as gates.
+
+Stages: score_inputs (decode at the audio's own rate, reference voice and text; tasks) -> score
+(DNSMOS, speaker similarity, VAD speech ratio, bandwidth, WER/CER; an actor pool, models loaded
+once per actor, GPU where one is given) -> shards. Each sample keeps its audio member byte for
+byte (tar input: every member), and its json carries the scores, the scorer versions and the
+gate decision. The index has one column per score value. See docs/score.md.
+
+`ScoreConfig` is the one source of defaults: the CLI (`pipeline/cli/score.py`) and the YAML twin
+(`jobs/score.py`) read them from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.engine.job import Job
+from pipeline.engine.stage import Resources, Stage
+from pipeline.io.manifest import Column
+from pipeline.scoring import DEFAULT_METRICS, ScoreGates, ScoringConfig, build_scorers, check_gate_metrics
+from pipeline.scoring.registry import SCORERS
+from pipeline.stages.decode import TRUNCATED_FIELD
+from pipeline.stages.score_inputs import DEFAULT_REFERENCE_COLUMN, ScoreInputStage
+from pipeline.stages.score_metrics import SCORE_COLUMNS, ScoreStage
+
+SCORE_FIELDS = [pa.field(column, pa.float64()) for column in SCORE_COLUMNS]
+GATE_FIELDS = [pa.field("gates_passed", pa.bool_()), pa.field("gate_failures", pa.string())]
+SCORE_INDEX_FIELDS = [
+    *SCORE_FIELDS,
+    *GATE_FIELDS,
+    pa.field("sample_rate", pa.int64()),
+    pa.field("text", pa.string()),
+    pa.field("speaker", pa.string()),
+    pa.field("language", pa.string()),
+    pa.field("reference", pa.string()),
+    pa.field("source_shard", pa.string()),
+    pa.field("source_key", pa.string()),
+    TRUNCATED_FIELD,
+]
+
+RUN_FIELDS = ("actors", "gpus_per_actor", "cpus_per_actor", "cpus_per_task", "batch_size")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything a score run needs; all but RUN_FIELDS is recorded in job.json (a resume must match)."""
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    reference_column: str = DEFAULT_REFERENCE_COLUMN  # manifest column (or sample-json key) of the reference voice
+    asr_model: str | None = None  # hub id or local folder for `wer`
+    asr_language: str | None = None  # Whisper only
+    gates: ScoreGates = field(default_factory=ScoreGates)
+    drop_failed_gates: bool = False
+    max_seconds: float | None = 3600.0
+    actors: int = 1
+    gpus_per_actor: float | None = None  # None: 1 when a selected metric is faster on GPU (speaker_sim, wer), else 0
+    cpus_per_actor: float = 1.0
+    cpus_per_task: float = 1.0
+    batch_size: int = 8
+
+    @property
+    def scoring(self) -> ScoringConfig:
+        return ScoringConfig(metrics=tuple(self.metrics), asr_model=self.asr_model, asr_language=self.asr_language)
+
+    def gpus(self) -> float:
+        if self.gpus_per_actor is not None:
+            return float(self.gpus_per_actor)
+        return 1.0 if any(SCORERS[m].gpu_helps for m in self.metrics) else 0.0
+
+    def output_options(self) -> dict[str, Any]:
+        """The recorded options, as job.json stores them (JSON types: a resume compares equal)."""
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}))
+
+
+def check_scoring(scoring: ScoringConfig, gates: ScoreGates) -> None:
+    """Fail on the driver, before any work: unknown metric, missing package or ASR model, a gate without its metric."""
+    build_scorers(scoring)
+    check_gate_metrics(gates, tuple(scoring.metrics))
+
+
+def score_columns(reference_column: str = DEFAULT_REFERENCE_COLUMN) -> tuple[Column, ...]:
+    """Manifest columns of `hsp score` besides the base ones (plus tar input's internal ones)."""
+    from pipeline.upsample import UPSAMPLE_COLUMNS
+
+    return (Column(reference_column, "string", is_path=True, doc="reference voice for speaker_sim (e.g. the prompt)"), *UPSAMPLE_COLUMNS)
+
+
+def score_job(config: ScoreConfig) -> Job:
+    """The score job; scorer packages, the ASR model option and the gates are checked now."""
+    from pipeline.upsample import INPUT_MANIFEST
+
+    check_scoring(config.scoring, config.gates)
+
+    def build() -> list[Stage]:
+        inputs = ScoreInputStage(reference_column=config.reference_column, max_seconds=config.max_seconds,
+                                 resources=Resources(num_cpus=config.cpus_per_task))
+        scorer = ScoreStage(config.scoring, gates=config.gates, drop_failed_gates=config.drop_failed_gates,
+                            resources=Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus(), actors=config.actors))
+        scorer.batch_size = config.batch_size
+        return [inputs, scorer]
+
+    return Job(
+        name="score",
+        build_stages=build,
+        index_fields=SCORE_INDEX_FIELDS,
+        extra_columns=score_columns(config.reference_column),
+        internal_manifest=INPUT_MANIFEST,
+        output_options=config.output_options(),
+    )
