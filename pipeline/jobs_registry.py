@@ -24,6 +24,7 @@ def job_columns(name: str | None) -> tuple[Column, ...]:
 
 def _register_jobs() -> None:
     """Columns the job modules declare themselves (one definition each)."""
+    from pipeline.score import score_columns
     from pipeline.synthesize import (
         AUGMENT_COLUMNS,
         PLAN_COLUMNS,
@@ -38,6 +39,7 @@ def _register_jobs() -> None:
     JOB_COLUMNS["synthesize_tts"] = SYNTHESIZE_TTS_COLUMNS
     JOB_COLUMNS["synthesize_plan"] = PLAN_COLUMNS  # OUT/plan.parquet of `hsp augment`
     JOB_COLUMNS["augment"] = AUGMENT_COLUMNS
+    JOB_COLUMNS["score"] = score_columns()
 
 
 _register_jobs()

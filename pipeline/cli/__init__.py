@@ -534,3 +534,13 @@ def _run(job, manifest_path, output, options: RunOptions) -> None:
     if not summary["complete"]:
         raise SystemExit(3)
 
+
+
+def _register_commands() -> None:
+    """Commands defined in their own modules, registered explicitly (not by import side effects)."""
+    from pipeline.cli.score import score
+
+    main.add_command(score)
+
+
+_register_commands()

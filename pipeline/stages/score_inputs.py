@@ -63,7 +63,8 @@ class ScoreInputStage(Stage):
         fields = item.fields
         if fields.get("tar_members"):
             audio_bytes, ext, label, source_meta = self._tar_sample(item)
-            reference = _json_path(source_meta, self.reference_column) or _json_path(source_meta, "prompt", "path")
+            reference = (_json_path(source_meta, self.reference_column) or _json_path(source_meta, "reference")  # a score output
+                         or _json_path(source_meta, "prompt", "path"))  # a synthesis output: its voice prompt
             source = _json_path(source_meta, "source", "path") if source_meta.get("mode") == "vc" else None
             text = source_meta.get("text") if isinstance(source_meta.get("text"), str) else None
         else:
