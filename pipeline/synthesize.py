@@ -20,6 +20,8 @@ from pipeline.engine.job import Job
 from pipeline.engine.stage import Resources, Stage
 from pipeline.errors import ConfigError
 from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
+from pipeline.score import SCORE_FIELDS
+from pipeline.scoring import ScoreGates, ScoringConfig
 from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
 from pipeline.stages.synthesis_inputs import SynthesisInputStage
 from pipeline.stages.synthesis_model import SynthesisModelStage
@@ -102,7 +104,7 @@ SYNTHESIZE_INDEX_FIELDS = [
     pa.field("gate_failures", pa.string()),
 ]
 
-RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items")
+RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items", "score_gpus_per_actor")
 
 
 @dataclass
@@ -128,11 +130,18 @@ class SynthesizeConfig:
     gpus_per_actor: float = 1.0
     cpu_actors: int = 2
     cpus_per_task: float = 1.0
+    scoring: ScoringConfig | None = None  # --score: metrics scored in the same job (None: none)
+    score_gates: ScoreGates = field(default_factory=ScoreGates)
+    score_gpus_per_actor: float | None = None  # None: 1 when a selected metric is faster on GPU, else 0
 
     def output_options(self) -> dict[str, Any]:
+        import json
+
         from hierspeech.checkpoint import sha256_file
 
         options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
+        for name in ("scoring", "score_gates"):  # as job.json stores them (lists, not tuples): a resume compares equal
+            options[name] = json.loads(json.dumps(options[name]))
         options["speechsr"] = {str(k): v for k, v in sorted(self.speechsr.items())}
         options["modes"] = sorted(self.modes)
         options["checkpoint_sha256"] = {
@@ -181,6 +190,12 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
     if config.limits.min_prompt_seconds < PROMPT.seconds:
         raise ConfigError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
                          f"needs: {PROMPT.samples} samples ({PROMPT.seconds:.4f} s at 16 kHz); give at least that")
+    if config.scoring is not None:
+        from pipeline.score import check_scoring
+
+        check_scoring(config.scoring, config.score_gates)
+    elif config.score_gates.active():
+        raise ConfigError("score gates (--min-dnsmos-ovrl, --min-speaker-sim, ...) need --score with their metrics")
     if "vc" in config.modes:
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
@@ -220,8 +235,27 @@ def synthesize_job(config: SynthesizeConfig) -> Job:
             )
         )
         stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu()))
+        if config.scoring is not None:
+            stages.append(_score_stage(config))
         return stages
 
     columns = {"vc": SYNTHESIZE_VC_COLUMNS, "tts": SYNTHESIZE_TTS_COLUMNS, None: PLAN_COLUMNS}[config.mode]
     name = {"vc": "synthesize_vc", "tts": "synthesize_tts", None: "augment"}[config.mode]
-    return Job(name=name, build_stages=build, index_fields=SYNTHESIZE_INDEX_FIELDS, extra_columns=columns, output_options=config.output_options())
+    index_fields = SYNTHESIZE_INDEX_FIELDS + (SCORE_FIELDS if config.scoring is not None else [])
+    return Job(name=name, build_stages=build, index_fields=index_fields, extra_columns=columns, output_options=config.output_options())
+
+
+def _score_stage(config: SynthesizeConfig) -> Stage:
+    """Scores of the stored FLAC: speaker similarity to the prompt and, for VC, to the source."""
+    from pipeline.stages.score_metrics import ScoreStage
+
+    scoring = config.scoring
+    assert scoring is not None
+    gpus = config.score_gpus_per_actor
+    if gpus is None:
+        from pipeline.scoring import SCORERS
+
+        gpus = 1.0 if any(SCORERS[m].gpu_helps for m in scoring.metrics) else 0.0
+    return ScoreStage(scoring, gates=config.score_gates, drop_failed_gates=config.drop_failed_gates, audio_member="flac",
+                      reference_key="prompt", source_key="source",
+                      resources=Resources(num_cpus=config.cpus_per_task, num_gpus=gpus, actors=config.gpu_actors))

@@ -12,6 +12,8 @@ import click
 
 from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
+from pipeline.augment import PROMPT_SAMPLING, AugmentOptions
+from pipeline.cli.score_options import pop_gates, pop_scoring, synthesis_score_options
 from pipeline.engine.job import DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROWS_PER_SHARD, RunOptions
 from pipeline.errors import ConfigError, ModelError, PipelineError
 from pipeline.jobs_registry import JOB_COLUMNS
@@ -380,6 +382,7 @@ def synthesis_options(function):
         click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=1.0, show_default=True),
         click.option("--cpu-actors", type=click.IntRange(min=1), default=2, show_default=True, help="YAAPT F0 actors (VC rows)."),
         click.option("--max-batch-items", type=click.IntRange(min=0), default=0, show_default=True, help="Rows per model call; 0: 1 on CPU (bit-reproducible reruns), 8 on CUDA."),
+        synthesis_score_options,
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -434,6 +437,8 @@ def _synthesize_config(mode, modes, kw):
         gpus_per_actor=kw.pop("gpus_per_actor"),
         cpu_actors=kw.pop("cpu_actors"),
         max_batch_items=kw.pop("max_batch_items"),
+        scoring=pop_scoring(kw, kw.pop("score_metrics")),
+        score_gates=pop_gates(kw),
     )
 
 
@@ -476,33 +481,31 @@ def synthesize_tts(manifest_path: Path, output: str, **kw) -> None:
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per utterance and mode.")
 @click.option("--mode", "augment_mode", type=click.Choice(["vc", "tts", "both"]), default="vc", show_default=True)
 @click.option("--prompts", "prompts_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Prompt pool manifest (id, audio, speaker); default: the manifest itself.")
+@click.option("--prompt-sampling", type=click.Choice(PROMPT_SAMPLING), default=AugmentOptions.prompt_sampling, show_default=True, help="uniform-row: every prompt utterance equally likely (speakers with many utterances give most voices); uniform-speaker: every other speaker equally likely, then one of its utterances.")
 @synthesis_options
 @run_options
-def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, prompts_path: Path | None, **kw) -> None:
+def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, prompts_path: Path | None, prompt_sampling: str, **kw) -> None:
     """K synthetic variants per ASR utterance (id, audio, text, speaker), voices from other speakers."""
-    import pyarrow.parquet as pq
+    from dataclasses import replace
 
+    from pipeline.augment import plan_for_output, prompt_speaker_summary
     from pipeline.io.manifest import ManifestError, read_manifest, validate_table
-    from pipeline.io.output import OutputConflictError
     from pipeline.jobs_registry import job_columns
-    from pipeline.synthesize import AugmentOptions, augment_plan
+    from pipeline.synthesize import augment_plan, synthesize_job
 
     table = read_manifest(manifest_path)
     report = validate_table(table, job_columns("augment"), base_dir=manifest_path.resolve().parent, check_files=False)
     if not report.ok:
         raise ManifestError(str(manifest_path), report)
     prompts = read_manifest(prompts_path) if prompts_path else None
-    options = AugmentOptions(variants=variants, mode=augment_mode, seed=kw["seed"])
-    plan = augment_plan(table, manifest_path.resolve().parent, options, prompts, prompts_path.resolve().parent if prompts_path else None)
-    Path(output).mkdir(parents=True, exist_ok=True)
-    plan_path = Path(output) / "plan.parquet"
-    if plan_path.exists() and not pq.read_table(plan_path).equals(plan):
-        raise OutputConflictError(f"{plan_path} holds another plan (other manifest, prompts, --variants, --mode or --seed); use a new output folder")
-    if not plan_path.exists():
-        pq.write_table(plan, plan_path)
-    click.echo(f"wrote {plan_path}: {plan.num_rows} rows ({variants} variant(s) x {augment_mode} for {table.num_rows} utterances)", err=True)
+    options = AugmentOptions(variants=variants, mode=augment_mode, seed=kw["seed"], prompt_sampling=prompt_sampling)
     modes = ("vc", "tts") if augment_mode == "both" else (augment_mode,)
-    _synthesize_run(None, modes, plan_path, output, kw)
+    job = synthesize_job(_synthesize_config(None, modes, kw))  # checkpoints and options checked before the plan is written
+    plan_path, plan, version, kept = plan_for_output(output, lambda version: augment_plan(
+        table, manifest_path.resolve().parent, replace(options, plan_version=version), prompts, prompts_path.resolve().parent if prompts_path else None))
+    click.echo(f"{'kept' if kept else 'wrote'} {plan_path} (plan version {version}): {plan.num_rows} rows ({variants} variant(s) x {augment_mode} for {table.num_rows} utterances, {prompt_sampling} prompts)", err=True)
+    job.summary_extra = {"prompt_speakers": prompt_speaker_summary(plan), "prompt_sampling": prompt_sampling, "plan_version": version}
+    _run(job, plan_path, output, make_run_options(**kw))
 
 
 @export.command("nemo")

@@ -1,77 +1,19 @@
-"""`hsp score`, and the score options `hsp synthesize` and `hsp augment` share (--score, the gates).
-
-Defaults come from `pipeline.score.ScoreConfig` and `pipeline.scoring.ScoreGates`, never
-written out here.
-"""
+"""`hsp score INPUT -o OUT`: a thin command over `pipeline.score.score_job` (defaults from `ScoreConfig`)."""
 
 from __future__ import annotations
-
-from dataclasses import fields
 
 import click
 
 from pipeline.cli import run_options  # defined before pipeline/cli/__init__.py imports this module
+from pipeline.cli.score_options import (
+    DEFAULTS,
+    METRICS_HELP,
+    _metrics,
+    asr_options,
+    pop_gates,
+    score_gate_options,
+)
 from pipeline.score import ScoreConfig
-from pipeline.scoring import SCORERS, ScoreGates, ScoringConfig, parse_metrics
-
-DEFAULTS = ScoreConfig()
-METRICS_HELP = f"Comma-separated subset of {', '.join(SCORERS)} (wer also fills cer and needs --asr-model)."
-GATE_HELP = {
-    "min_dnsmos_ovrl": "Gate: lowest DNSMOS overall (1-5).",
-    "min_speaker_sim": "Gate: lowest speaker similarity to the reference voice (0-1).",
-    "max_wer": "Gate: highest word error rate (needs metric wer).",
-    "min_speech_ratio": "Gate: lowest VAD speech seconds / duration (0-1).",
-    "min_bandwidth_hz": "Gate: lowest bandwidth in Hz (e.g. 12000 for a real 48 kHz upsampling).",
-}
-
-
-def _metrics(ctx, param, value):
-    from pipeline.scoring import ScoringError
-
-    if value is None:
-        return None
-    try:
-        return parse_metrics(value)
-    except ScoringError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-
-
-def score_gate_options(function):
-    """--min-dnsmos-ovrl ... --min-bandwidth-hz, one per `ScoreGates` field (all off by default)."""
-    for gate in reversed(fields(ScoreGates)):
-        flag = "--" + gate.name.replace("_", "-")
-        function = click.option(flag, gate.name, type=float, default=gate.default, help=GATE_HELP[gate.name])(function)
-    return function
-
-
-def asr_options(function):
-    function = click.option("--asr-language", default=DEFAULTS.asr_language, help="Whisper only: the language to transcribe (default: detected).")(function)
-    return click.option("--asr-model", default=DEFAULTS.asr_model, help="ASR model for wer/cer: transformers CTC (Wav2Vec2ForCTC) or Whisper, hub id or local folder (HF_HUB_OFFLINE=1 honoured).")(function)
-
-
-def pop_gates(kw: dict) -> ScoreGates:
-    """The `ScoreGates` of a command's keyword arguments (removed from `kw`)."""
-    return ScoreGates(**{gate.name: kw.pop(gate.name) for gate in fields(ScoreGates)})
-
-
-def pop_scoring(kw: dict, metrics: tuple[str, ...] | None) -> ScoringConfig | None:
-    """The synthesis commands' `--score` as a `ScoringConfig` (None: not scoring)."""
-    asr_model, asr_language = kw.pop("asr_model"), kw.pop("asr_language")
-    if metrics is None:
-        if asr_model:
-            raise click.UsageError("--asr-model needs --score with metric wer")
-        return None
-    return ScoringConfig(metrics=metrics, asr_model=asr_model, asr_language=asr_language)
-
-
-def synthesis_score_options(function):
-    """`--score METRICS` + ASR + gates, for `hsp synthesize` and `hsp augment`."""
-    function = score_gate_options(function)
-    function = asr_options(function)
-    return click.option(
-        "--score", "score_metrics", default=None, callback=_metrics, metavar="METRICS",
-        help=f"Score every output in the same job: {METRICS_HELP} speaker_sim compares with the prompt (and for VC with the source: speaker_sim_source). Default: no scoring.",
-    )(function)
 
 
 @click.command("score")

@@ -28,6 +28,8 @@ class Job:
     # name of a manifest the job writes itself under OUT/_state (tar input): the only manifest whose
     # columns marked `internal` are accepted
     internal_manifest: str | None = None
+    # job-specific facts added to summary.json and printed with it (e.g. augment's prompt-speaker histogram)
+    summary_extra: dict[str, Any] = field(default_factory=dict)
 
     def allows_internal_columns(self, manifest_path: str, out_root: str) -> bool:
         """True when `manifest_path` is this job's own internal manifest in `out_root`."""

@@ -219,6 +219,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
+        summary.update(job.summary_extra)
         out.write_json("summary.json", summary)
     print(format_summary(summary), file=sys.stderr)
     return summary

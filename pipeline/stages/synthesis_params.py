@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from hierspeech.w2v import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
 
 
 def derive_seed(base_seed: int, *parts: str) -> int:
