@@ -198,8 +198,16 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
     args = ["augment", str(root / "asr.parquet"), *kit["model_args"], "--num-cpus", "4", "--no-progress", "--seed", "3", "--cpu-actors", "1", "--gpus-per-actor", "0"]
     out_a, out_b = tmp_path / "aug_a", tmp_path / "aug_b"
     assert invoke([*args, "-o", str(out_a), "--variants", "2", "--mode", "both"]).exit_code == 0
-    assert invoke([*args, "-o", str(out_b), "--variants", "1", "--mode", "vc"]).exit_code == 0
+    scored = ["--score", "vad,bandwidth", "--min-speech-ratio", "1.01"]  # a gate nothing passes: flagged, not dropped
+    assert invoke([*args, "-o", str(out_b), "--variants", "1", "--mode", "vc", *scored]).exit_code == 0
     a, b = read_samples(out_a), read_samples(out_b)
+    scored_index = OutputDir(str(out_b)).read_parts(INDEX).to_pylist()
+    assert len(scored_index) == 4 and all(0.0 <= r["speech_ratio"] <= 1.0 and r["bandwidth_hz"] > 0 for r in scored_index)
+    assert all(not r["gates_passed"] and "min_speech_ratio" in r["gate_failures"].split(",") for r in scored_index)
+    assert set(b["u1__vc0"]["meta"]["scorers"]) == {"vad", "bandwidth"} and b["u1__vc0"]["meta"]["score_gates"]["limits"] == {"min_speech_ratio": 1.01}
+    assert "speech_ratio" not in OutputDir(str(out_a)).read_parts(INDEX).column_names  # no --score: no score columns
+    voices = json.loads((out_b / "summary.json").read_text())["prompt_speakers"]
+    assert voices["rows_with_prompt"] == 4 and sum(voices["histogram"].values()) == 4 and voices["speakers"] >= 2
     assert len(a) + len(OutputDir(str(out_a)).read_parts(ERRORS)) == 16 and sorted(b) == ["u1__vc0", "u2__vc0", "u3__vc0", "u4__vc0"]
     for sample_id in b:  # same command family, same seed: same prompt and bit-identical audio
         assert b[sample_id]["flac"] == a[sample_id]["flac"] and b[sample_id]["meta"]["prompt_id"] == a[sample_id]["meta"]["prompt_id"]
