@@ -509,28 +509,6 @@ def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, 
     _run(job, plan_path, output, make_run_options(**kw))
 
 
-@export.command("nemo")
-@click.argument("output", type=str)
-@click.option("--to", "to_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL manifest to write; audio goes to <stem>_audio/ beside it.")
-@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
-def export_nemo_command(output: str, to_path: Path, include_failed: bool) -> None:
-    """NeMo ASR manifest (audio_filepath, duration, text) of a synthesize/augment OUTPUT."""
-    from pipeline.export.corpus import export_nemo
-
-    click.echo(json.dumps(export_nemo(output, to_path, include_failed=include_failed), indent=2))
-
-
-@export.command("lhotse")
-@click.argument("output", type=str)
-@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for recordings/supervisions jsonl.gz and audio/.")
-@click.option("--include-failed", is_flag=True, help="Also export samples that failed a quality gate.")
-def export_lhotse_command(output: str, to_dir: Path, include_failed: bool) -> None:
-    """Lhotse recordings + supervisions manifests of a synthesize/augment OUTPUT."""
-    from pipeline.export.corpus import export_lhotse
-
-    click.echo(json.dumps(export_lhotse(output, to_dir, include_failed=include_failed), indent=2))
-
-
 def _run(job, manifest_path, output, options: RunOptions) -> None:
     from pipeline.engine.runner import run_job
 
@@ -542,9 +520,12 @@ def _run(job, manifest_path, output, options: RunOptions) -> None:
 
 def _register_commands() -> None:
     """Commands defined in their own modules, registered explicitly (not by import side effects)."""
+    from pipeline.cli.export_formats import COMMANDS as EXPORT_COMMANDS
     from pipeline.cli.score import score
 
     main.add_command(score)
+    for command in EXPORT_COMMANDS:
+        export.add_command(command)
 
 
 _register_commands()
