@@ -4,7 +4,7 @@ Stages: score_inputs (decode at the audio's own rate, reference voice and text; 
 (DNSMOS, speaker similarity, VAD speech ratio, bandwidth, WER/CER; an actor pool, models loaded
 once per actor, GPU where one is given) -> shards. Each sample keeps its audio member byte for
 byte (tar input: every member), and its json carries the scores, the scorer versions and the
-gate decision. The index has one column per score value. See docs/score.md.
+gate decision. The index has one column per score value. See docs/scoring.md.
 
 `ScoreConfig` is the one source of defaults: the CLI (`pipeline/cli/score.py`) and the YAML twin
 (`jobs/score.py`) read them from it.
