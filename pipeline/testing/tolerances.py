@@ -48,6 +48,7 @@ CUDA_VS_CPU: dict[str, Tolerance] = {
     "vc": Tolerance("generated waveform (before normalisation)", 2e-3, "abs", "w2v, synthesizer and vocoder kernels"),
     "tts": Tolerance("generated waveform (before normalisation)", 2e-3, "abs", "TTV, synthesizer and vocoder kernels"),
     "speechsr": Tolerance("SpeechSR output samples", 1e-3, "abs", "cuDNN 1-D convs and the anti-aliased activations"),
+    "speaker_sim": Tolerance("speaker similarity (cosine of GE2E embeddings)", 1e-3, "abs", "cuDNN LSTM vs the CPU LSTM, float32"),
 }
 
 
