@@ -82,6 +82,47 @@ def check_scoring(scoring: ScoringConfig, gates: ScoreGates) -> None:
     check_gate_metrics(gates, tuple(scoring.metrics))
 
 
+def fit_to_manifest(config: ScoreConfig, columns: set[str] | None, *, metrics_given: bool) -> tuple[ScoreConfig, str | None]:
+    """The config for a manifest with `columns` (None: shard input), and a note when it changed.
+
+    speaker_sim needs the reference column. A manifest without it fails when the user asked for
+    speaker_sim; with the default metrics the metric is left out, and the note says so.
+    """
+    from dataclasses import replace
+
+    from pipeline.scoring import ScoringError
+
+    if columns is None or "speaker_sim" not in config.metrics or config.reference_column in columns:
+        return config, None
+    if metrics_given or config.gates.min_speaker_sim is not None:
+        raise ScoringError(f"speaker_sim compares each row with the audio in column {config.reference_column!r}, which the manifest "
+                           f"does not have (columns: {', '.join(sorted(columns))}); add it, name another with --reference-column, "
+                           "or leave speaker_sim out of --metrics")
+    metrics = tuple(m for m in config.metrics if m != "speaker_sim")
+    return replace(config, metrics=metrics), (f"the manifest has no {config.reference_column!r} column: scoring "
+                                              f"{', '.join(metrics)} without speaker_sim (pass --reference-column to compare voices)")
+
+
+def manifest_column_names(path: str) -> set[str]:
+    """Column names of a Parquet manifest (local path or URI), from its footer only."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    from pipeline.io.manifest import ManifestNotFoundError
+    from pipeline.io.uri import is_uri
+
+    try:
+        if not is_uri(path):
+            return set(pq.read_schema(path).names)
+        filesystem, inner = pafs.FileSystem.from_uri(path)
+        with filesystem.open_input_file(inner) as handle:
+            return set(pq.ParquetFile(handle).schema_arrow.names)
+    except FileNotFoundError as exc:
+        raise ManifestNotFoundError(f"input not found: {path} (a Parquet manifest, or tar shards: folder, glob, brace pattern)") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise ManifestNotFoundError(f"{path} is not a readable Parquet manifest ({type(exc).__name__}: {exc})") from exc
+
+
 def score_columns(reference_column: str = DEFAULT_REFERENCE_COLUMN) -> tuple[Column, ...]:
     """Manifest columns of `hsp score` besides the base ones (plus tar input's internal ones)."""
     from pipeline.upsample import UPSAMPLE_COLUMNS

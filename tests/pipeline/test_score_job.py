@@ -101,9 +101,24 @@ def test_bad_options_fail_before_any_work(manifest: Path, tmp_path: Path):
         (["--metrics", "wer"], "needs an ASR model"),
         (["--metrics", "vad", "--min-dnsmos-ovrl", "3"], "gate --min-dnsmos-ovrl needs metric 'dnsmos'"),
         (["--asr-model", "x", "--metrics", "vad"], "metric 'wer' is not selected"),
+        (["--reference-column", "prompt", "--metrics", "speaker_sim"], "column 'prompt', which the manifest does not have"),
     ]
     for extra, message in cases:
         result = CliRunner().invoke(main, ["score", str(manifest), "-o", str(out), *extra])
         assert result.exit_code == 2, (extra, result.output)
         assert message in result.output, (extra, result.output)
         assert not out.exists()
+    missing = CliRunner().invoke(main, ["score", str(tmp_path / "nope.parquet"), "-o", str(out)])
+    assert missing.exit_code != 0 and "input not found" in missing.output and not out.exists()
+
+
+def test_default_metrics_leave_out_speaker_sim_without_a_reference_column():
+    from pipeline.score import ScoreConfig, fit_to_manifest
+    from pipeline.scoring import ScoreGates, ScoringError
+
+    config, note = fit_to_manifest(ScoreConfig(), {"id", "audio"}, metrics_given=False)
+    assert config.metrics == ("dnsmos", "vad", "bandwidth") and "no 'reference_audio' column" in note
+    assert fit_to_manifest(ScoreConfig(), {"id", "audio", "reference_audio"}, metrics_given=False) == (ScoreConfig(), None)
+    assert fit_to_manifest(ScoreConfig(), None, metrics_given=True) == (ScoreConfig(), None)  # shards: from their json
+    with pytest.raises(ScoringError, match="leave speaker_sim out"):
+        fit_to_manifest(ScoreConfig(gates=ScoreGates(min_speaker_sim=0.5)), {"id", "audio"}, metrics_given=False)
