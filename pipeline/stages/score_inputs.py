@@ -47,8 +47,8 @@ class ScoreInputStage(Stage):
 
     name = "score_inputs"
     batch_size = 8
-    reads = ("audio",)
-    writes = ("audio", "sample_rate", "reference", "source", "text")
+    field_inputs = ("audio",)  # a path, or (tar input) the shard of the sample
+    outputs = ("audio", "sample_rate", "reference", "source", "text")  # reference, source, text: None when unknown
 
     def __init__(self, *, reference_column: str = DEFAULT_REFERENCE_COLUMN, channel_policy: ChannelPolicy = "first",
                  max_seconds: float | None = 3600.0, max_reference_seconds: float | None = 120.0,

@@ -63,11 +63,9 @@ class ScoreStage(Stage):
         self.source_key = source_key
         self._scorers: list = []
         self._versions: dict[str, str] = {}
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        keys = () if self.audio_member else ("audio", "sample_rate")
-        return (*keys, self.reference_key, *((self.source_key,) if self.source_key else ()))
+        # the contract: the audio (unless read from a member), the reference and the VC source when a row has them
+        self.inputs = () if audio_member else ("audio", "sample_rate")
+        self.optional_inputs = (reference_key, *((source_key,) if source_key else ()), *(() if audio_member else ("text",)))
 
     def setup(self) -> None:
         from dataclasses import replace
