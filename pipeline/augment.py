@@ -1,7 +1,8 @@
-"""The `hsp augment` plan: K synthetic variants per ASR utterance, voices drawn from other speakers.
+"""`hsp augment`: K synthetic variants per ASR utterance, voices drawn from other speakers.
 
-`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows; the synthesis
-job (pipeline/synthesize.py) runs them. The prompt pool (another manifest, or the manifest
+`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows, written once to
+OUT/plan.parquet (`write_plan`: a re-run must find the same plan there); the synthesis stages
+(pipeline/synthesize.py) run the plan as the `augment` job. The prompt pool (another manifest, or the manifest
 itself) is sorted by id and grouped by speaker once, so a row's candidates (every prompt of
 another speaker, never the row itself) are the pool minus one speaker's block, addressed by
 rank without being built: O(n log n) work overall instead of a pass over the pool per row.
@@ -23,19 +24,28 @@ plan.parquet's schema metadata (`PLAN_VERSION_KEY`); `plan_version_of` reads it 
 from __future__ import annotations
 
 import os
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline.engine.job import Job, JobSpec
 from pipeline.errors import ConfigError, InputError
+from pipeline.io.manifest import Column
 from pipeline.io.uri import is_uri
 from pipeline.stages.synthesis_params import derive_seed
+from pipeline.synthesize import PLAN_COLUMNS, SYNTHESIZE_INDEX_FIELDS, SynthesizeConfig, synthesize_job
 
+AUGMENT_COLUMNS = (
+    Column("text", "string", required=True, doc="transcript, carried over to every variant"),
+    Column("speaker", "string", required=True, doc="prompts are drawn from other speakers"),
+)
+PLAN_FILE = "plan.parquet"
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
 PLAN_VERSION = 2  # what new plans are written with
 PLAN_VERSIONS = (1, 2)  # what this code can rebuild (1: the legacy uniform-row permutation)
@@ -280,9 +290,6 @@ def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOpti
     return pa.table({name: pa.array(values, type=PLAN_SCHEMA.field(name).type) for name, values in columns.items()}, schema=schema)
 
 
-PLAN_FILE = "plan.parquet"
-
-
 def plan_for_output(output: str | Path, build: Callable[[int], pa.Table]) -> tuple[Path, pa.Table, int, bool]:
     """The plan `hsp augment` runs in `output`: (path, plan, version, kept an existing one).
 
@@ -347,3 +354,74 @@ def prompt_speaker_histogram(plan: pa.Table) -> dict[str, int]:
     counts = pc.value_counts(pc.fill_null(with_prompt.column("speaker"), ""))
     pairs = [(str(v["values"]), int(v["counts"])) for v in counts.to_pylist()]
     return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The plan (variants, modes, prompt pool, seed) and the synthesis that runs it.
+
+    `synthesis` has no row mode (each plan row has one) and runs the modes of `plan.mode`;
+    `plan.seed` seeds the prompt choice, `synthesis.defaults.seed` the rows (the CLI gives both --seed).
+    """
+
+    synthesis: SynthesizeConfig
+    plan: AugmentOptions = field(default_factory=AugmentOptions)
+    prompts: str | None = None  # prompt pool manifest (id, audio, speaker); None: the manifest itself
+
+    def __post_init__(self) -> None:
+        if self.synthesis.mode is not None or tuple(self.synthesis.modes) != AUGMENT_MODES[self.plan.mode]:
+            raise ConfigError(f"augment's synthesis runs plan rows: mode None and modes {AUGMENT_MODES[self.plan.mode]}, "
+                              f"got mode {self.synthesis.mode!r} and modes {self.synthesis.modes}")
+
+
+def augment_job(config: AugmentConfig) -> Job:
+    """The synthesis stages over a plan (its rows carry their mode): job `augment`."""
+    job = synthesize_job(config.synthesis, spec=AUGMENT, columns=PLAN_COLUMNS)
+    job.summary_extra = lambda out_root: augment_summary(out_root, config.plan.prompt_sampling)
+    return job
+
+
+def write_plan(config: AugmentConfig, manifest_path: str, out_root: str) -> str:
+    """Validate the manifest, build the plan and write it to OUT/plan.parquet once; returns its path.
+
+    A re-run finds its own plan there, rebuilt with the plan version it was written with, and
+    goes on; another plan there (other manifest, prompts, variants, mode, prompt rule or seed) is
+    refused, so a resume never mixes two plans (see `plan_for_output`).
+    """
+    from pipeline.io.manifest import ManifestError, read_manifest, validate_table, with_base_columns
+
+    source = Path(manifest_path)
+    table = read_manifest(source)
+    report = validate_table(table, with_base_columns(AUGMENT_COLUMNS), base_dir=source.resolve().parent, check_files=False)
+    if not report.ok:
+        raise ManifestError(str(manifest_path), report)
+    prompts = read_manifest(config.prompts) if config.prompts else None
+    prompts_dir = Path(config.prompts).resolve().parent if config.prompts else None
+
+    def build(version: int) -> pa.Table:
+        return augment_plan(table, source.resolve().parent, replace(config.plan, plan_version=version), prompts, prompts_dir)
+
+    plan_path, plan, version, kept = plan_for_output(out_root, build)
+    print(f"{'kept' if kept else 'wrote'} {plan_path} (plan version {version}): {plan.num_rows} rows ({config.plan.variants} "
+          f"variant(s) x {config.plan.mode} for {table.num_rows} utterances, {config.plan.prompt_sampling} prompts)", file=sys.stderr)
+    return str(plan_path)
+
+
+def augment_summary(out_root: str, prompt_sampling: str) -> dict[str, Any]:
+    """What augment adds to summary.json: the prompt rule, the plan version, the prompt-speaker histogram."""
+    import pyarrow.parquet as pq
+
+    plan = pq.read_table(Path(out_root) / PLAN_FILE)
+    return {"prompt_sampling": prompt_sampling, "plan_version": plan_version_of(plan), "prompt_speakers": prompt_speaker_summary(plan)}
+
+
+AUGMENT = JobSpec(
+    name="augment",
+    command=("augment",),
+    config=AugmentConfig,
+    build=augment_job,
+    columns=AUGMENT_COLUMNS,
+    index_fields=tuple(SYNTHESIZE_INDEX_FIELDS),
+    input_manifest=write_plan,
+)

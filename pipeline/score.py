@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.engine.job import Job
+from pipeline.engine.job import Job, JobSpec
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.manifest import Column
 from pipeline.scoring import DEFAULT_METRICS, ScoreGates, ScoringConfig, build_scorers, check_gate_metrics
@@ -74,6 +74,43 @@ class ScoreConfig:
     def output_options(self) -> dict[str, Any]:
         """The recorded options, as job.json stores them (JSON types: a resume compares equal)."""
         return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}))
+
+
+GATE_NAMES = tuple(ScoreGates.__dataclass_fields__)
+
+
+def _metrics(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+    from pipeline.scoring import parse_metrics
+
+    if value is None:
+        return None
+    return parse_metrics(value) if isinstance(value, str) else parse_metrics(",".join(value))
+
+
+def score_config(*, metrics: str | tuple[str, ...] | None = None, **options: Any) -> ScoreConfig:
+    """A ScoreConfig from flat option values (the `hsp score` options, a job YAML's keys).
+
+    `metrics`: names or a comma-separated string (None: the defaults); the gate options
+    (min_dnsmos_ovrl, ...) go into `gates`; every other option names a ScoreConfig field.
+    """
+    gates = ScoreGates(**{name: options.pop(name) for name in GATE_NAMES if name in options})
+    chosen = _metrics(metrics)
+    return ScoreConfig(**({"metrics": chosen} if chosen is not None else {}), gates=gates, **options)
+
+
+def synthesis_scoring(options: dict[str, Any]) -> dict[str, Any]:
+    """`--score` of the synthesis commands: pops score_metrics, asr_model, asr_language and the gate
+    options from `options`, returns SynthesizeConfig's ``scoring`` and ``score_gates`` for them."""
+    from pipeline.scoring import ScoringError
+
+    metrics = _metrics(options.pop("score_metrics", None))
+    asr_model, asr_language = options.pop("asr_model", None), options.pop("asr_language", None)
+    gates = ScoreGates(**{name: options.pop(name) for name in GATE_NAMES if name in options})
+    if metrics is None:
+        if asr_model:
+            raise ScoringError("--asr-model needs --score with metric wer")
+        return {"scoring": None, "score_gates": gates}
+    return {"scoring": ScoringConfig(metrics=metrics, asr_model=asr_model, asr_language=asr_language), "score_gates": gates}
 
 
 def check_scoring(scoring: ScoringConfig, gates: ScoreGates) -> None:
@@ -144,11 +181,23 @@ def score_job(config: ScoreConfig) -> Job:
         scorer.batch_size = config.batch_size
         return [inputs, scorer]
 
-    return Job(
-        name="score",
-        build_stages=build,
-        index_fields=SCORE_INDEX_FIELDS,
-        extra_columns=score_columns(config.reference_column),
-        internal_manifest=INPUT_MANIFEST,
-        output_options=config.output_options(),
-    )
+    return SCORE.job(build, config.output_options(), extra_columns=score_columns(config.reference_column),
+                     internal_manifest=INPUT_MANIFEST)
+
+
+def score_input_manifest(config: ScoreConfig, spec: str, out_root: str) -> str:
+    """The manifest to run on: the manifest itself, or the internal manifest of tar input (as upsample)."""
+    from pipeline.upsample import input_manifest
+
+    return input_manifest(spec, out_root)
+
+
+SCORE = JobSpec(
+    name="score",
+    command=("score",),
+    config=ScoreConfig,
+    build=score_job,
+    columns=score_columns(),
+    index_fields=tuple(SCORE_INDEX_FIELDS),
+    input_manifest=score_input_manifest,
+)

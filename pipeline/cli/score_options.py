@@ -11,7 +11,7 @@ from dataclasses import fields
 import click
 
 from pipeline.score import ScoreConfig
-from pipeline.scoring import SCORERS, ScoreGates, ScoringConfig, parse_metrics
+from pipeline.scoring import SCORERS, ScoreGates, parse_metrics
 
 DEFAULTS = ScoreConfig()
 METRICS_HELP = f"Comma-separated subset of {', '.join(SCORERS)} (wer also fills cer and needs --asr-model)."
@@ -46,21 +46,6 @@ def score_gate_options(function):
 def asr_options(function):
     function = click.option("--asr-language", default=DEFAULTS.asr_language, help="Whisper only: the language to transcribe (default: detected).")(function)
     return click.option("--asr-model", default=DEFAULTS.asr_model, help="ASR model for wer/cer: transformers CTC (Wav2Vec2ForCTC) or Whisper, hub id or local folder (HF_HUB_OFFLINE=1 honoured).")(function)
-
-
-def pop_gates(kw: dict) -> ScoreGates:
-    """The `ScoreGates` of a command's keyword arguments (removed from `kw`)."""
-    return ScoreGates(**{gate.name: kw.pop(gate.name) for gate in fields(ScoreGates)})
-
-
-def pop_scoring(kw: dict, metrics: tuple[str, ...] | None) -> ScoringConfig | None:
-    """The synthesis commands' `--score` as a `ScoringConfig` (None: not scoring)."""
-    asr_model, asr_language = kw.pop("asr_model"), kw.pop("asr_language")
-    if metrics is None:
-        if asr_model:
-            raise click.UsageError("--asr-model needs --score with metric wer")
-        return None
-    return ScoringConfig(metrics=metrics, asr_model=asr_model, asr_language=asr_language)
 
 
 def synthesis_score_options(function):

@@ -88,14 +88,21 @@ _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
 _RAY_WRAPPERS = ("RayTaskError", "ActorDiedError", "SystemException", "RaySystemError", "ray.exceptions")
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The user's own error line: Ray wraps task/actor errors several levels deep."""
-    chain, seen = [], set()
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps, outermost first: Ray's `cause`, then `__cause__`/`__context__` (cycles cut)."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         chain.append(current)
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The user's own error line: Ray wraps task/actor errors several levels deep."""
+    chain = _exception_chain(exc)
     lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
     for match in reversed(lines):
         if not match.group(1).startswith(_RAY_WRAPPERS):
@@ -115,12 +122,7 @@ def _pipeline_error_in(exc: BaseException) -> PipelineError | None:
 
     import ray.exceptions
 
-    chain, seen = [], set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    chain = _exception_chain(exc)
     for error in reversed(chain):
         if isinstance(error, PipelineError) and not isinstance(error, ray.exceptions.RayError):
             return error
@@ -219,7 +221,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
-        summary.update(job.summary_extra)
+        if job.summary_extra is not None:
+            summary.update(job.summary_extra(str(out_root)))
         out.write_json("summary.json", summary)
     print(format_summary(summary), file=sys.stderr)
     return summary
@@ -265,7 +268,7 @@ def _execute(
 
     from pipeline.engine.stage_resources import apply_stage_resources
 
-    stages = job.build_stages()
+    stages = job.stages()
     notes = apply_stage_resources(stages, options.stage_resources)
     if options.device != "cpu":
         from pipeline.engine.ray_env import wait_for_gpus

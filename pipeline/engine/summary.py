@@ -43,7 +43,7 @@ def _version(dist: str) -> str:
 
 def summarize(out: OutputDir, job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Summary of everything committed under `out` (job: the job.json record, if known)."""
-    job = job if job is not None else (out.read_json("job.json") or {})
+    job = job if job is not None else (out.read_job(required=False) or {})
     index = out.read_parts(INDEX, columns=["id", "duration", "source_duration"])  # bounded: not the features
     errors = out.read_parts(ERRORS, schema=ERRORS_SCHEMA)
     ids = index.column("id").to_pylist() if index.num_rows else []

@@ -69,6 +69,12 @@ BASE_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def with_base_columns(extra: Sequence[Column]) -> tuple[Column, ...]:
+    """BASE_COLUMNS plus a job's own columns; a job's column of the same name replaces the base one."""
+    names = {c.name for c in extra}
+    return tuple(c for c in BASE_COLUMNS if c.name not in names) + tuple(extra)
+
+
 @dataclass(frozen=True)
 class Problem:
     """A validation finding, located by 0-based row and column where that applies."""

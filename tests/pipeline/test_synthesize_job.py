@@ -75,7 +75,7 @@ def test_manifest_parameter_ranges_are_structural_errors(tmp_path: Path) -> None
 
 
 def test_augment_plan_is_deterministic_and_crosses_speakers(kit) -> None:
-    from pipeline.synthesize import AugmentOptions, augment_plan
+    from pipeline.augment import AugmentOptions, augment_plan
 
     table = pq.read_table(kit["root"] / "asr.parquet")
     plan = augment_plan(table, kit["root"], AugmentOptions(variants=3, mode="both", seed=7))

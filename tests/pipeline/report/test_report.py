@@ -207,10 +207,10 @@ def test_report_shows_score_distributions_and_the_worst_samples(tmp_path):
 def test_reports_render_in_headless_chromium(tmp_path, ray_local):
     from pipeline.engine.job import RunOptions
     from pipeline.engine.runner import run_job
-    from pipeline.prepare import prepare_job
+    from pipeline.prepare import PrepareConfig, prepare_job
 
     prepared = tmp_path / "prepared"
-    run_job(prepare_job(16000), EXAMPLES / "examples.parquet", prepared, RunOptions(rows_per_shard=3, progress=False, command=["hsp", "prepare", "examples.parquet"]))
+    run_job(prepare_job(PrepareConfig(sample_rate=16000)), EXAMPLES / "examples.parquet", prepared, RunOptions(rows_per_shard=3, progress=False, command=["hsp", "prepare", "examples.parquet"]))
     outputs = {
         "prepare": prepared,
         "features": features_output(tmp_path / "features"),
