@@ -33,12 +33,11 @@ def _configs(models: dict[str, str]) -> dict[str, object]:
     from pipeline.augment import AugmentConfig, AugmentOptions
     from pipeline.extract import FEATURES, ExtractConfig
     from pipeline.prepare import PrepareConfig
+    from pipeline.score import ScoreConfig
+    from pipeline.scoring import ScoringConfig
     from pipeline.synthesize import SynthesizeConfig
     from pipeline.testing.probes import ProbeConfig
     from pipeline.upsample import UpsampleConfig
-
-    from pipeline.score import ScoreConfig
-    from pipeline.scoring import ScoringConfig
 
     def synthesis(mode: str | None, modes: tuple[str, ...]) -> SynthesizeConfig:
         return SynthesizeConfig(synthesizer=models["synthesizer"], ttv=models["ttv"], denoiser=models["denoiser"],
