@@ -1,5 +1,5 @@
 """The score stage on CUDA at batch 1 and 8 against its CPU result: speaker similarity (the scorer a
-GPU helps) within `CUDA_VS_CPU["speaker_sim"]`, the CPU-only metrics equal, no row lost."""
+GPU helps) within `SCORERS_CUDA_VS_CPU["speaker_sim"]`, the CPU-only metrics equal, no row lost."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources
 from pipeline.scoring import ScoringConfig
 from pipeline.stages.score_metrics import ScoreStage
-from pipeline.testing.tolerances import CUDA_VS_CPU, max_abs_diff
+from pipeline.testing.tolerances import SCORERS_CUDA_VS_CPU, max_abs_diff
 
 pytestmark = pytest.mark.gpu
 
@@ -50,7 +50,7 @@ def _scores(device: str, batch: int, reference_dir: Path) -> list[dict]:
 def test_speaker_similarity_on_device_equals_cpu(reference_dir, device, record, batch) -> None:
     cpu = _scores("cpu", 1, reference_dir)
     on_device = _scores(device, batch, reference_dir)
-    tolerance = CUDA_VS_CPU["speaker_sim"]
+    tolerance = SCORERS_CUDA_VS_CPU["speaker_sim"]
     worst = max_abs_diff([r["speaker_sim"] for r in on_device], [r["speaker_sim"] for r in cpu], tolerance.unit)
     record(f"speaker_sim on {device} vs cpu", batch, worst, tolerance)
     assert worst <= tolerance.max_abs
