@@ -9,16 +9,14 @@ inputs through overlapping windows so memory stays flat in length (an approximat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.modules.conformer import TSConformerBlock
 from hierspeech.modules.mag_phase_stft import (
     complex_istft,
@@ -30,6 +28,7 @@ from hierspeech.modules.mag_phase_stft import (
     window_envelope,
 )
 from hierspeech.modules.mpsenet_blocks import DenseEncoder, MaskDecoder, PhaseDecoder
+from hierspeech.pretrained import PretrainedModel
 
 # Inputs up to this long run in one piece, exactly as the official code; longer ones are chunked.
 DEFAULT_CHUNK_SECONDS = 4.0
@@ -37,8 +36,15 @@ DEFAULT_OVERLAP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class DenoiserConfig:
-    """The model and STFT fields of the official `denoiser/config.json` (training fields are ignored)."""
+class DenoiserConfig(ModelConfig):
+    """The model and STFT fields of the official (flat) `denoiser/config.json`."""
+
+    KIND: ClassVar[str] = "denoiser"
+    SETTINGS: ClassVar[frozenset[str]] = frozenset(
+        {"num_gpus", "batch_size", "learning_rate", "adam_b1", "adam_b2", "lr_decay", "seed", "num_workers",
+         "dist_config"}
+    )
+    """The official file's training keys."""
 
     dense_channel: int = 64
     compress_factor: float = 0.3
@@ -55,23 +61,22 @@ class DenoiserConfig:
         return self.n_fft // 2 + 1
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DenoiserConfig:
-        """Build from the official JSON's dict; keys that only matter for training are skipped."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> DenoiserConfig:
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        return reader.take_fields(None, field_names(cls))
 
 
-class Denoiser(nn.Module):
+class Denoiser(PretrainedModel):
     """MP-SENet (MPNet): compressed magnitude and phase (B, F, N) -> denoised magnitude and phase.
 
-    The official class always builds 4 two-stage conformer blocks whatever `num_tsconformers` says;
-    the released config says 4, and here the field is honoured.
+    Loads the official ``{'generator': state_dict}`` file (``denoiser/g_best``) through `PretrainedModel`;
+    without a config.json beside it, the released defaults are used. The official class always builds
+    4 two-stage conformer blocks whatever `num_tsconformers` says; the released config says 4, and here
+    the field is honoured.
     """
+
+    config_class = DenoiserConfig
+    checkpoint_key = "generator"
+    config_optional = True
 
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
@@ -82,38 +87,6 @@ class Denoiser(nn.Module):
         self.mask_decoder = MaskDecoder(channels, config.n_freq, config.beta)
         self.phase_decoder = PhaseDecoder(channels)
         self.register_buffer("window", torch.hann_window(config.win_size), persistent=False)
-
-    @classmethod
-    def from_config(cls, config: DenoiserConfig) -> Denoiser:
-        """Random weights, eval mode."""
-        return cls(config).eval()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> Denoiser:
-        """Load the official `{'generator': state_dict}` file (e.g. `denoiser/g_best`) strictly on CPU.
-
-        `config`: a DenoiserConfig, a path to its config.json, or None for `config.json` beside the file
-        (else the released defaults). Safe to call inside ``torch.inference_mode()``.
-        """
-        config = cls._resolve_config(path, config)
-        return build_and_load(lambda: cls(config), path, container_key="generator")
-
-    @classmethod
-    def check_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> None:
-        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config)
-        check_checkpoint(lambda: cls(config), path, container_key="generator")
-
-    @staticmethod
-    def _resolve_config(path: str | Path, config: DenoiserConfig | str | Path | None) -> DenoiserConfig:
-        if isinstance(config, DenoiserConfig):
-            return config
-        if config is not None:
-            if not Path(config).is_file():
-                raise FileNotFoundError(f"denoiser config not found: {config}")
-            return DenoiserConfig.from_json(config)
-        beside = Path(path).parent / "config.json"
-        return DenoiserConfig.from_json(beside) if beside.is_file() else DenoiserConfig()
 
     def forward(
         self, mag: Tensor, pha: Tensor, frame_lengths: Tensor | None = None
