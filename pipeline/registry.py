@@ -16,11 +16,12 @@ from pipeline.errors import ConfigError
 from pipeline.extract import EXTRACT
 from pipeline.io.manifest import BASE_COLUMNS, Column
 from pipeline.prepare import PREPARE
+from pipeline.score import SCORE
 from pipeline.synthesize import SYNTHESIZE_TTS, SYNTHESIZE_VC
 from pipeline.testing.probes import PROBE
 from pipeline.upsample import UPSAMPLE
 
-JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (PREPARE, EXTRACT, UPSAMPLE, SYNTHESIZE_VC, SYNTHESIZE_TTS, AUGMENT, PROBE)}
+JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (PREPARE, EXTRACT, UPSAMPLE, SYNTHESIZE_VC, SYNTHESIZE_TTS, AUGMENT, SCORE, PROBE)}
 
 
 def job_spec(name: str) -> JobSpec:

@@ -21,6 +21,8 @@ from pipeline.engine.job import Job, JobSpec
 from pipeline.engine.stage import Resources, Stage
 from pipeline.errors import ConfigError, ModelError
 from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
+from pipeline.score import SCORE_FIELDS
+from pipeline.scoring import ScoreGates, ScoringConfig
 from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
 from pipeline.stages.synthesis_inputs import SynthesisInputStage
 from pipeline.stages.synthesis_model import SynthesisModelStage
@@ -98,7 +100,7 @@ SYNTHESIZE_INDEX_FIELDS = [
     pa.field("gate_failures", pa.string()),
 ]
 
-RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items")
+RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items", "score_gpus_per_actor")
 
 
 @dataclass
@@ -124,11 +126,18 @@ class SynthesizeConfig:
     gpus_per_actor: float = 1.0
     cpu_actors: int = 2
     cpus_per_task: float = 1.0
+    scoring: ScoringConfig | None = None  # --score: metrics scored in the same job (None: none)
+    score_gates: ScoreGates = field(default_factory=ScoreGates)
+    score_gpus_per_actor: float | None = None  # None: 1 when a selected metric is faster on GPU, else 0
 
     def output_options(self) -> dict[str, Any]:
+        import json
+
         from hierspeech.checkpoint import sha256_file
 
         options = {k: v for k, v in asdict(self).items() if k not in RUN_FIELDS}
+        for name in ("scoring", "score_gates"):  # as job.json stores them (lists, not tuples): a resume compares equal
+            options[name] = json.loads(json.dumps(options[name]))
         options["speechsr"] = {str(k): v for k, v in sorted(self.speechsr.items())}
         options["modes"] = sorted(self.modes)
         options["checkpoint_sha256"] = {
@@ -204,6 +213,11 @@ def synthesize_config(
     (SynthesisDefaults, InputLimits, GateLimits; `duration_ratio` is the gate's (min, max)); an option
     left out keeps the dataclass default.
     """
+    from pipeline.score import synthesis_scoring
+
+    options = {**options, **synthesis_scoring(dict(options))}  # --score, --asr-model, the score gates
+    for name in ("score_metrics", "asr_model", "asr_language", *ScoreGates.__dataclass_fields__):
+        options.pop(name, None)
     files = load_models_file(models_file) if models_file else {}
     synthesizer = synthesizer or files.get("synthesizer")
     if not synthesizer:
@@ -257,6 +271,12 @@ def synthesize_job(config: SynthesizeConfig, *, spec: JobSpec | None = None, col
     if config.limits.min_prompt_seconds < PROMPT.seconds:
         raise ConfigError(f"--min-prompt-seconds {config.limits.min_prompt_seconds:g} is below what {PROMPT.reason} "
                          f"needs: {PROMPT.samples} samples ({PROMPT.seconds:.4f} s at 16 kHz); give at least that")
+    if config.scoring is not None:
+        from pipeline.score import check_scoring
+
+        check_scoring(config.scoring, config.score_gates)
+    elif config.score_gates.active():
+        raise ConfigError("score gates (--min-dnsmos-ovrl, --min-speaker-sim, ...) need --score with their metrics")
     if "vc" in config.modes:
         check_f0_backend(config.f0_backend)
         check_w2v_model(config.w2v_model, config.w2v_layer)
@@ -296,9 +316,30 @@ def synthesize_job(config: SynthesizeConfig, *, spec: JobSpec | None = None, col
             )
         )
         stages.append(SynthesisOutputStage(gates=config.gates, drop_failed_gates=config.drop_failed_gates, resources=cpu()))
+        if config.scoring is not None:
+            stages.append(_score_stage(config))
         return stages
 
-    return spec.job(build, config.output_options(), extra_columns=columns)
+    job = spec.job(build, config.output_options(), extra_columns=columns)
+    if config.scoring is not None:
+        job.index_fields = [*job.index_fields, *SCORE_FIELDS]  # --score: one column per score value
+    return job
+
+
+def _score_stage(config: SynthesizeConfig) -> Stage:
+    """Scores of the stored FLAC: speaker similarity to the prompt and, for VC, to the source."""
+    from pipeline.stages.score_metrics import ScoreStage
+
+    scoring = config.scoring
+    assert scoring is not None
+    gpus = config.score_gpus_per_actor
+    if gpus is None:
+        from pipeline.scoring import SCORERS
+
+        gpus = 1.0 if any(SCORERS[m].gpu_helps for m in scoring.metrics) else 0.0
+    return ScoreStage(scoring, gates=config.score_gates, drop_failed_gates=config.drop_failed_gates, audio_member="flac",
+                      reference_key="prompt", source_key="source",
+                      resources=Resources(num_cpus=config.cpus_per_task, num_gpus=gpus, actors=config.gpu_actors))
 
 
 def _synthesize_spec(mode: str, columns: tuple[Column, ...]) -> JobSpec:

@@ -19,6 +19,7 @@ from pipeline.cli.manifest import manifest
 from pipeline.cli.prepare import prepare
 from pipeline.cli.probe import probe
 from pipeline.cli.report import report
+from pipeline.cli.score import score
 from pipeline.cli.synthesize import augment, synthesize
 from pipeline.cli.upsample import upsample
 from pipeline.errors import PipelineError
@@ -48,5 +49,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _command in (manifest, prepare, extract, upsample, synthesize, augment, export, inspect, report, demo, probe):
+for _command in (manifest, prepare, extract, upsample, synthesize, augment, score, export, inspect, report, demo, probe):
     main.add_command(_command)

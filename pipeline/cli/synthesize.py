@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
-from pipeline.augment import AUGMENT, AUGMENT_MODES, AugmentConfig, AugmentOptions
+from pipeline.augment import AUGMENT, AUGMENT_MODES, PROMPT_SAMPLING, AugmentConfig, AugmentOptions
 from pipeline.cli.options import default, int_choice, output_option, run_job_command, run_options
+from pipeline.cli.score_options import synthesis_score_options
 from pipeline.engine.job import JobSpec, RunOptions
 from pipeline.stages.synthesis_params import GateLimits, InputLimits, SynthesisDefaults
 from pipeline.synthesize import (
@@ -59,6 +60,7 @@ def synthesis_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=default(job, "gpus_per_actor"), show_default=True),
         click.option("--cpu-actors", type=click.IntRange(min=1), default=default(job, "cpu_actors"), show_default=True, help="YAAPT F0 actors (VC rows)."),
         click.option("--max-batch-items", type=click.IntRange(min=0), default=default(job, "max_batch_items"), show_default=True, help="Rows per model call; 0: 1 on CPU (bit-reproducible reruns), 8 on CUDA."),
+        synthesis_score_options,
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -96,13 +98,15 @@ synthesize_tts = _synthesize_command(
 @click.option("--variants", type=click.IntRange(min=1), default=default(AugmentOptions, "variants"), show_default=True, help="Variants per utterance and mode.")
 @click.option("--mode", "augment_mode", type=click.Choice(sorted(AUGMENT_MODES)), default=default(AugmentOptions, "mode"), show_default=True)
 @click.option("--prompts", "prompts_path", type=click.Path(exists=True, dir_okay=False), default=default(AugmentConfig, "prompts"), help="Prompt pool manifest (id, audio, speaker); default: the manifest itself.")
+@click.option("--prompt-sampling", type=click.Choice(PROMPT_SAMPLING), default=default(AugmentOptions, "prompt_sampling"), show_default=True, help="uniform-row: every prompt utterance equally likely (speakers with many utterances give most voices); uniform-speaker: every other speaker equally likely, then one of its utterances. The summary shows the prompt-speaker histogram.")
 @synthesis_options
 @run_options
-def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, prompts_path: str | None, run: RunOptions, **options) -> None:
+def augment(manifest_path: Path, output: str, variants: int, augment_mode: str, prompts_path: str | None, prompt_sampling: str,
+            run: RunOptions, **options) -> None:
     """K synthetic variants per ASR utterance (id, audio, text, speaker), voices from other speakers."""
     config = AugmentConfig(
         synthesis=synthesize_config(None, AUGMENT_MODES[augment_mode], **options),
-        plan=AugmentOptions(variants=variants, mode=augment_mode, seed=options["seed"]),
+        plan=AugmentOptions(variants=variants, mode=augment_mode, seed=options["seed"], prompt_sampling=prompt_sampling),
         prompts=prompts_path,
     )
     run_job_command(AUGMENT.name, config, str(manifest_path), output, run)

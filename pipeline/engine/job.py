@@ -35,6 +35,9 @@ class Job:
     # name of a manifest the job writes itself under OUT/_state (tar input): the only manifest whose
     # columns marked `internal` are accepted
     internal_manifest: str | None = None
+    # job-specific facts for summary.json, computed from the output folder when the run ends
+    # (e.g. augment's prompt-speaker histogram from OUT/plan.parquet); printed with the summary
+    summary_extra: Callable[[str], dict[str, Any]] | None = None
 
     def allows_internal_columns(self, manifest_path: str, out_root: str) -> bool:
         """True when `manifest_path` is this job's own internal manifest in `out_root`."""

@@ -210,6 +210,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
+        if job.summary_extra is not None:
+            summary.update(job.summary_extra(str(out_root)))
         out.write_json("summary.json", summary)
     print(format_summary(summary), file=sys.stderr)
     return summary

@@ -107,6 +107,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"  throughput   {summary['audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of input audio per second (this run)")
         if summary["wall_seconds"] > 0 and summary.get("output_audio_seconds_this_run"):
             lines.append(f"  generated    {summary['output_audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of output audio per second (this run)")
+    if voices := summary.get("prompt_speakers"):
+        top = ", ".join(f"{speaker or '?'} {count}" for speaker, count in voices["most_used"][:5])
+        lines.append(f"  voices       {voices['rows_with_prompt']} rows from {voices['speakers']} prompt speakers, "
+                     f"{voices['min_rows_per_speaker']}-{voices['max_rows_per_speaker']} rows each (most used: {top})")
     for kind, count in list(summary.get("errors_by_type", {}).items())[:10]:
         lines.append(f"  error        {count} x {kind}")
     for stage, counters in sorted(summary.get("stage_metrics", {}).items()):

@@ -169,5 +169,5 @@ def test_synthesis_yaml_errors_go_through_the_root_group(tmp_path, capsys):
     assert job_main("synthesize_tts", [str(spec)]) == 2
     assert "Error: pass --synthesizer PATH (or --models models.yaml)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    with pytest.raises(JobSpecError, match="unknown job 'synthesize'; known jobs: augment, extract, prepare, probe, synthesize_tts, synthesize_vc, upsample"):
+    with pytest.raises(JobSpecError, match="unknown job 'synthesize'; known jobs: augment, extract, prepare, probe, score, synthesize_tts, synthesize_vc, upsample"):
         job_command("synthesize")

@@ -70,10 +70,11 @@ def test_augment_defaults_are_the_augment_dataclass_defaults(inputs) -> None:
 
     params = _parsed(("augment",), [inputs["manifest"], "-o", "out", "--synthesizer", inputs["synthesizer"]])
     defaults = AugmentOptions()
-    assert (params["variants"], params["augment_mode"], params["prompts_path"]) == (defaults.variants, defaults.mode, AugmentConfig.prompts)
+    assert (params["variants"], params["augment_mode"], params["prompts_path"], params["prompt_sampling"]) == (
+        defaults.variants, defaults.mode, AugmentConfig.prompts, defaults.prompt_sampling)
     assert params["seed"] == defaults.seed == SynthesisDefaults().seed
     modes = AUGMENT_MODES[defaults.mode]
-    built = synthesize_config(None, modes, **_job_options(params, "variants", "augment_mode", "prompts_path"))
+    built = synthesize_config(None, modes, **_job_options(params, "variants", "augment_mode", "prompts_path", "prompt_sampling"))
     assert built == SynthesizeConfig(synthesizer=str(Path(inputs["synthesizer"]).resolve()), mode=None, modes=modes)
 
 
@@ -81,3 +82,17 @@ def test_run_option_defaults_are_the_run_options_defaults(inputs) -> None:
     params = _parsed(("prepare",), [inputs["manifest"], "-o", "out"])
     parsed = RunOptions(**{name: params[name] for name in RUN_OPTION_FIELDS})
     assert parsed == RunOptions()
+
+
+def test_score_defaults_are_the_score_dataclass_defaults(inputs) -> None:
+    from pipeline.score import ScoreConfig, score_config
+
+    params = _parsed(("score",), [inputs["manifest"], "-o", "out"])
+    assert score_config(**_job_options(params)) == ScoreConfig()
+    scored = _parsed(("synthesize", "vc"), [inputs["manifest"], "-o", "out", "--synthesizer", inputs["synthesizer"], "--score", "vad",
+                                            "--min-speech-ratio", "0.5"])
+    from pipeline.scoring import ScoreGates, ScoringConfig
+    from pipeline.synthesize import synthesize_config
+
+    built = synthesize_config("vc", ("vc",), **_job_options(scored))
+    assert built.scoring == ScoringConfig(metrics=("vad",)) and built.score_gates == ScoreGates(min_speech_ratio=0.5)

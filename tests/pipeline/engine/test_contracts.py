@@ -33,13 +33,16 @@ def _configs(models: dict[str, str]) -> dict[str, object]:
     from pipeline.augment import AugmentConfig, AugmentOptions
     from pipeline.extract import FEATURES, ExtractConfig
     from pipeline.prepare import PrepareConfig
+    from pipeline.score import ScoreConfig
+    from pipeline.scoring import ScoringConfig
     from pipeline.synthesize import SynthesizeConfig
     from pipeline.testing.probes import ProbeConfig
     from pipeline.upsample import UpsampleConfig
 
     def synthesis(mode: str | None, modes: tuple[str, ...]) -> SynthesizeConfig:
         return SynthesizeConfig(synthesizer=models["synthesizer"], ttv=models["ttv"], denoiser=models["denoiser"],
-                                w2v_model=models["w2v"], w2v_layer=1, mode=mode, modes=modes)
+                                w2v_model=models["w2v"], w2v_layer=1, mode=mode, modes=modes,
+                                scoring=ScoringConfig(metrics=("speaker_sim", "bandwidth")))  # --score: the stage reads the prompt
 
     return {
         "prepare": PrepareConfig(),
@@ -48,6 +51,7 @@ def _configs(models: dict[str, str]) -> dict[str, object]:
         "synthesize_vc": synthesis("vc", ("vc",)),
         "synthesize_tts": synthesis("tts", ("tts",)),
         "augment": AugmentConfig(synthesis=synthesis(None, ("vc", "tts")), plan=AugmentOptions(mode="both")),
+        "score": ScoreConfig(metrics=("dnsmos", "speaker_sim", "vad", "bandwidth")),
         "probe": ProbeConfig(num_gpus=0.0),
     }
 
