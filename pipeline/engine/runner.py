@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from tqdm import tqdm
 
+from pipeline.engine.fusion import StageGroup
 from pipeline.engine.item import Item, items_to_batch
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
@@ -31,7 +32,6 @@ from pipeline.io.manifest import (
     ManifestError,
     manifest_fingerprint,
     read_manifest,
-    resolve_path,
     validate_table,
 )
 from pipeline.io.output import RENAME, SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
@@ -67,23 +67,6 @@ def _check_resume(out: OutputDir, record: dict[str, Any]) -> None:
             f"{out.root} was produced from a different manifest ({previous['manifest']['path']}, "
             f"{previous['manifest']['rows']} rows); use a new output directory for a changed manifest"
         )
-
-
-def _initial_items(table: pa.Table, todo: list[int], job: Job, base_dir: str | None, row_problems: dict[int, str]) -> list[Item]:
-    names = table.column_names
-    path_columns = {c.name for c in job.columns if c.is_path and c.name in names}
-    items = []
-    columns = {name: table.column(name).to_pylist() for name in names}
-    for row in todo:
-        fields = {name: columns[name][row] for name in names}
-        for name in path_columns:
-            if fields[name] and base_dir is not None:
-                fields[name] = resolve_path(fields[name], base_dir)
-        item = Item(id=fields["id"], row=row, fields=fields)
-        if row in row_problems:
-            item.fail("validate", row_problems[row], error="InvalidRow")
-        items.append(item)
-    return items
 
 
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
@@ -202,6 +185,8 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
                 "audio_seconds_this_run": totals.seconds_in,
                 "output_audio_seconds_this_run": totals.seconds_out,
                 "rows_this_run": len(todo),
+                # manifest checks, Ray start and planning: the fixed cost before the first row runs
+                "startup_seconds": (totals.streaming_since - started) if totals.streaming_since else wall,
                 "rows_deferred_this_run": totals.deferred,
                 "deferred_ids": totals.deferred_ids,
                 "stage_metrics": totals.stage_metrics,
@@ -257,6 +242,7 @@ class RunTotals:
     deferred: int = 0
     deferred_ids: list[str] = field(default_factory=list)
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    streaming_since: float | None = None  # time.time() when rows started to flow (Ray up, stages planned)
 
     def add(self, part: dict[str, Any]) -> None:
         """Add one row of the sink's output (`pipeline.engine.ray_stages.SUMMARY_SCHEMA`)."""
@@ -272,10 +258,41 @@ def _execute(
     out: OutputDir, run_id: str, options: RunOptions,
 ) -> RunTotals:
     """Stream the rows to do through the stages and the sink; returns what the committed parts report."""
-    items = _initial_items(table, todo, job, base_dir, row_problems)
-    ds = stream_through_stages(job, items, options)
+    import ray
+    import ray.data
+
+    from pipeline.engine.fusion import group_stages
+    from pipeline.engine.ray_env import fit_stage_resources
+    from pipeline.engine.ray_stages import apply_group, apply_sink, wants_actor_restarts
+    from pipeline.engine.rows import row_blocks
+
+    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
+    # copy of a task's error; -v shows Ray Data's errors again.
+    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+    from pipeline.engine.stage_resources import apply_stage_resources
+
+    stages = job.stages()
+    notes = apply_stage_resources(stages, options.stage_resources)
+    if options.device != "cpu":
+        from pipeline.engine.ray_env import wait_for_gpus
+
+        notes += wait_for_gpus(stages, options.wait_for_gpus)
+    notes += fit_stage_resources(stages, options.device)
+    for note in notes:
+        print(f"[{job.name}] {note}", file=sys.stderr)
+    groups = group_stages(stages)
+    cluster = ray.cluster_resources()
+    rows_per_part = options.rows_per_shard
+    if len(groups) == 1 and groups[0].commits:  # a part is a task's whole work: keep every CPU busy
+        rows_per_part = parts_rows(len(todo), options.rows_per_shard, cluster.get("CPU", 1.0), groups[0].resources.num_cpus)
+    _print_plan(job, groups, len(todo), rows_per_part, options, cluster)
+
     from hierspeech import __version__
-    from pipeline.engine.ray_stages import apply_sink
 
     sink = SinkConfig(
         out=out.root if "://" in out.root else out.base,
@@ -286,8 +303,18 @@ def _execute(
         package_version=__version__,
         commit_protocol=out.protocol,
     )
-    ds = apply_sink(ds, sink, options.rows_per_shard)
-    totals = RunTotals()
+    # A job that is one committing group reads blocks of exactly one part each: a task per part.
+    block_rows = rows_per_part if len(groups) == 1 and groups[0].commits else max(1, options.block_rows)
+    path_columns = [c.name for c in job.columns if c.is_path]
+    blocks = row_blocks(table, todo, row_problems, path_columns=path_columns, base_dir=base_dir, rows_per_block=block_rows)
+    ds = ray.data.from_arrow(blocks)
+    for position, group in enumerate(groups):
+        restarts = wants_actor_restarts(group.stages[0], options.address, options.actor_restarts)
+        ds = apply_group(ds, group, actor_restarts=restarts, from_rows=position == 0,
+                         sink=sink if group.commits else None, rows_per_part=rows_per_part, last=position == len(groups) - 1)
+    if not groups[-1].commits:
+        ds = apply_sink(ds, sink, rows_per_part)
+    totals = RunTotals(streaming_since=time.time())
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
@@ -326,7 +353,8 @@ def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink
     notes += fit_stage_resources(stages, options.device)
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    _print_plan(job, stages, len(items), options, ray.cluster_resources(), sink_line)
+    groups = [StageGroup([stage]) for stage in stages]  # one operator per stage (no fusion on this path)
+    _print_plan(job, groups, len(items), options.rows_per_shard, options, ray.cluster_resources(), sink_line)
 
     block_rows = max(1, options.block_rows)
     blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
@@ -336,17 +364,36 @@ def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink
     return ds
 
 
-def _print_plan(job: Job, stages, rows: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None) -> None:
-    """The final (overridden, fitted) resources of every stage and what the cluster has."""
+def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_task: float) -> int:
+    """Rows per part when the whole job is one committing task: `rows_per_shard`, or fewer when that would leave CPUs idle.
+
+    There a part is one task's whole work, so a run with fewer rows than `rows_per_shard` per task
+    slot spreads them evenly over the slots: 1,000 rows on 4 CPUs make 4 parts of 250, not one of
+    1,000 on one CPU. Parts never exceed `rows_per_shard`.
+    """
+    slots = max(1, int(cluster_cpus // max(cpus_per_task, 1e-9)))
+    return max(1, min(rows_per_shard, math.ceil(rows / slots)))
+
+
+def _print_plan(
+    job: Job, groups, rows: int, rows_per_part: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None
+) -> None:
+    """The final (overridden, fitted) resources of every operator and what the cluster has; `sink_line` describes another writer."""
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
-        f"[{job.name}] plan: {rows} rows" + ("" if sink_line else f" -> ~{math.ceil(rows / options.rows_per_shard)} shard(s) of <= {options.rows_per_shard} rows"),
+        f"[{job.name}] plan: {rows} rows"
+        + ("" if sink_line else f" -> ~{math.ceil(rows / rows_per_part)} shard(s) of <= {rows_per_part} rows")
+        + (f" (--rows-per-shard {options.rows_per_shard}, spread over the CPUs)" if rows_per_part < options.rows_per_shard else ""),
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
-    for stage in stages:
-        res = stage.resources
-        kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
+    for group in groups:
+        res = group.resources
+        kind = f"actor pool x{res.actors}" if group.stateful else "tasks"
         memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
-        lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
-    lines.append(sink_line or f"  {'write_shards':<14} {'tasks':<16} rows/shard={options.rows_per_shard} max_bytes={options.max_shard_bytes}")
+        batch = f" rows/part={rows_per_part}" if group.commits else ""
+        lines.append(f"  {group.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={group.batch_size}{batch}")
+    if sink_line:
+        lines.append(sink_line)
+    elif not groups[-1].commits:
+        lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes}")
     print("\n".join(lines), file=sys.stderr)

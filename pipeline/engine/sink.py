@@ -113,7 +113,7 @@ def _write_tar(out: OutputDir, name: str, group: list[tuple[str, Item, dict[str,
     tmp = out.path(SHARDS, name) if out.conditional else out.path(SHARDS, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
     written = 0
     with out.writing(out.path(SHARDS, name), tmp=tmp):
-        with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for key, _item, members in group:
                 for ext in sorted(members):
                     data = members[ext]
