@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pipeline.tolerances import BATCH_VS_ALONE, CUDA_VS_CPU, Tolerance
 
 from hierspeech.testing.tiny import tiny_synthesizer
 from hierspeech.testing.tiny_ttv import tiny_ttv
 from hierspeech.testing.w2v import tiny_wav2vec2_config
+from pipeline.testing.tolerances import BATCH_VS_ALONE, CUDA_VS_CPU, Tolerance
 
 pytestmark = pytest.mark.gpu
 
