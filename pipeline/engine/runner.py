@@ -378,7 +378,10 @@ def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_tas
 def _print_plan(
     job: Job, groups, rows: int, rows_per_part: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None
 ) -> None:
-    """The final (overridden, fitted) resources of every operator and what the cluster has; `sink_line` describes another writer."""
+    """The final (overridden, fitted) resources of every stage, the operators they run in, and what the cluster has.
+
+    `sink_line` describes another writer than the shard sink (the mirror layout's).
+    """
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
         f"[{job.name}] plan: {rows} rows"
@@ -387,13 +390,20 @@ def _print_plan(
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
     for group in groups:
-        res = group.resources
-        kind = f"actor pool x{res.actors}" if group.stateful else "tasks"
-        memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
-        batch = f" rows/part={rows_per_part}" if group.commits else ""
-        lines.append(f"  {group.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={group.batch_size}{batch}")
+        for stage in group.stages:
+            res = stage.resources
+            kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
+            memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
+            lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
     if sink_line:
         lines.append(sink_line)
-    elif not groups[-1].commits:
+    elif groups[-1].commits:
         lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes}")
+    else:
+        lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes} cpus=0.5")
+    shared = [g for g in groups if len(g.stages) > 1 or g.commits]
+    for group in shared:  # stages sharing a task (pipeline.engine.fusion)
+        res = group.resources
+        memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
+        lines.append(f"  one task runs {group.name}: cpus={res.num_cpus:g}{memory}")
     print("\n".join(lines), file=sys.stderr)
