@@ -1,17 +1,21 @@
-"""Benchmark `hierspeech.denoiser.denoise`: RTF and peak RSS vs input length, chunked vs one piece.
+"""Chunked MP-SENet `denoise`: a baseline commit's chunked mode against this tree's streamed one, side by side.
 
-Synthetic weights (golden/synthetic rule) at the released config: compute cost equals the real model's.
-Each case runs in its own subprocess so peak RSS (resource.getrusage ru_maxrss) is not contaminated by
-other cases; peak RSS includes the interpreter and torch import (measured alone: the `import` row).
+Synthetic weights (golden/synthetic rule) at the released config: compute equals the real model's. Default
+chunking (4 s windows, 1 s overlap). Every case runs in its own subprocess so its peak RSS
+(resource.getrusage ru_maxrss: interpreter, torch and the model included; the `import` row is that floor)
+is its own; the baseline runs the `hierspeech` package as committed at --baseline (copied out of git into
+~/.cache/hsp-bench), this tree's runs the working tree. Each case first denoises 0.5 s (one piece) so
+one-time kernel set-up is not timed, then times one call on seeded white noise at 0.1 RMS. The outputs of
+the two are compared (max abs difference, and relative to the output's max).
 
-    python bench/bench_denoiser.py                 # full table (5 s, 60 s, 600 s; 600 s only chunked)
-    python bench/bench_denoiser.py --seconds 5 20  # other lengths
+    python bench/bench_denoiser.py [--seconds 5 60 600] [--baseline main] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,95 +26,93 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 CASE = r"""
-import json, resource, signal, sys, time
+import json, os, resource, time
 import torch
 torch.set_num_threads({threads})
-seconds, mode, repeats = {seconds}, {mode!r}, {repeats}
-result = {{"seconds": seconds, "mode": mode, "model_calls": 0}}
-started = time.perf_counter()
-
-def report_partial(signum, frame):
-    # Over the time limit: report how far it got and the peak RSS so far, then stop.
-    result["partial_after_s"] = time.perf_counter() - started
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result), flush=True)
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, report_partial)
-if mode != "import":
+result = {{"load_before": os.getloadavg()[0]}}
+if {seconds} > 0:
     from hierspeech.denoiser import Denoiser, DenoiserConfig, denoise
     from hierspeech.testing.synthetic_weights import load_synthetic_weights
     model = load_synthetic_weights(Denoiser(DenoiserConfig()))
-    def count_call(module, args):
-        result["model_calls"] += 1
-    model.register_forward_pre_hook(count_call)
-    noisy = torch.randn(int(seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
-    kwargs = {{"chunk_seconds": None}} if mode == "one piece" else {{}}
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = denoise(noisy, model, **kwargs)
-        times.append(time.perf_counter() - start)
-    result["times"] = times
+    generator = torch.Generator().manual_seed(0)
+    denoise(torch.randn(8000, generator=generator) * 0.1, model)  # warm-up, one piece
+    noisy = torch.randn(int({seconds} * 16000), generator=torch.Generator().manual_seed(1)) * 0.1
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = denoise(noisy, model)
+    result["wall_s"], result["cpu_s"] = time.perf_counter() - wall, time.process_time() - cpu
     torch.save(out, {output!r})
 result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result["load_after"] = os.getloadavg()[0]
 print(json.dumps(result))
 """
 
 
-def run_case(seconds: float, mode: str, repeats: int, threads: int, timeout: float, output: Path) -> dict:
-    code = CASE.format(seconds=seconds, mode=mode, repeats=repeats, threads=threads, output=str(output))
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+def baseline_tree(ref: str) -> Path:
+    """The `hierspeech` package at git `ref`, extracted once into a cache folder (returned: its parent)."""
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
+    folder = Path.home() / ".cache" / "hsp-bench" / f"hierspeech-{sha.stdout.strip()[:12]}"
+    if not (folder / "hierspeech" / "denoiser.py").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha.stdout.strip(), "hierspeech"], cwd=REPO, check=True,
+                                 capture_output=True)  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def run_case(seconds: float, tree: Path, threads: int, timeout: float, output: Path) -> dict:
+    code = CASE.format(seconds=seconds, threads=threads, output=str(output))
+    env = {"PYTHONPATH": str(tree), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home())}
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
     except subprocess.TimeoutExpired:
-        proc.terminate()  # the case prints its partial result on SIGTERM
-        out, err = proc.communicate()
-    if proc.returncode != 0 or not out.strip():
-        return {"seconds": seconds, "mode": mode, "error": err.strip().splitlines()[-1:]}
-    return json.loads(out.strip().splitlines()[-1])
+        return {"error": f"over the {timeout:.0f} s case limit"}
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 60.0, 600.0])
-    parser.add_argument("--max-one-piece", type=float, default=60.0, help="longest input also run in one piece")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="1 by default: on a loaded 2-core box, 2 are slower")
-    parser.add_argument("--case-timeout", type=float, default=1800, help="seconds; a case over it reports partial")
+    parser.add_argument("--baseline", default="main", help="git ref whose chunked mode is the reference")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case (1: the issue's setting)")
+    parser.add_argument("--case-timeout", type=float, default=7200.0, help="seconds per case")
     args = parser.parse_args()
 
+    trees = {"baseline chunked": baseline_tree(args.baseline), "streamed (this tree)": REPO}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_case(0, "import", 1, args.threads, args.case_timeout, Path(tmp) / "none.pt")]
+        imports = run_case(0, REPO, args.threads, args.case_timeout, Path(tmp) / "none.pt")
         for seconds in args.seconds:
-            chunked, whole = Path(tmp) / f"{seconds}.chunked.pt", Path(tmp) / f"{seconds}.whole.pt"
-            rows.append(run_case(seconds, "chunked (default)", args.repeats, args.threads, args.case_timeout, chunked))
-            if seconds <= args.max_one_piece:
-                rows.append(run_case(seconds, "one piece", args.repeats, args.threads, args.case_timeout, whole))
-                if chunked.is_file() and whole.is_file():
-                    a, b = torch.load(chunked, weights_only=True), torch.load(whole, weights_only=True)
-                    rows[-1]["diff"] = (f"max abs {(a - b).abs().max():.2e}, "
-                                        f"rms ratio {((a - b).norm() / b.norm()):.2e}")
+            outputs = {}
+            for mode, tree in trees.items():
+                outputs[mode] = Path(tmp) / f"{seconds}.{len(outputs)}.pt"
+                rows.append({"seconds": seconds, "mode": mode,
+                             **run_case(seconds, tree, args.threads, args.case_timeout, outputs[mode])})  # fmt: skip
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            if all(path.is_file() for path in outputs.values()):
+                old, new = (torch.load(path, weights_only=True) for path in outputs.values())
+                diff = (new - old).abs().max().item()
+                rows[-1]["diff"] = f"{diff:.2e} ({diff / old.abs().max().item():.1e} of max |out|)"
 
-    print(f"MP-SENet denoise(), synthetic weights, released config, torch threads {args.threads}, CPU, "
-          f"one timed run per case, no warm-up (first call included).")
-    print("Shared machine: numbers are indicative. Official (timings.md): 5 s -> RTF 2.40, 3114 MiB.")
-    print("| input s | mode | runs (s) | best s | RTF | audio s per s | peak RSS (MiB) | chunked vs one piece |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
+    print(f"MP-SENet denoise(), chunked (4 s windows, 1 s overlap), synthetic weights, released config, CPU, "
+          f"torch threads {args.threads}; baseline = chunked mode at {args.baseline}; one timed call per case "
+          f"after a 0.5 s warm-up; 1-minute load average before/after each case.")  # fmt: skip
+    print(f"Import-only peak RSS (interpreter + torch): {imports.get('peak_rss_mib', float('nan')):.0f} MiB\n")
+    print("| input | mode | wall s | RTF (wall) | CPU s | peak RSS MiB | load | max abs diff vs baseline | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, row in enumerate(rows):
         if "error" in row:
-            print(f"| {row['seconds']:g} | {row['mode']} | failed: {row['error']} | | | | |")
-        elif "partial_after_s" in row:
-            print(f"| {row['seconds']:g} | {row['mode']} | stopped after {row['partial_after_s']:.0f} s, "
-                  f"{row['model_calls']} model calls done | | | | {row['peak_rss_mib']:.0f} (so far) |")
-        elif row["mode"] == "import":
-            print(f"| - | import only | | | | | {row['peak_rss_mib']:.0f} |")
-        else:
-            best = min(row["times"])
-            runs = ", ".join(f"{t:.2f}" for t in row["times"])
-            print(f"| {row['seconds']:g} | {row['mode']} | {runs} | {best:.2f} | {best / row['seconds']:.3f} "
-                  f"| {row['seconds'] / best:.2f} | {row['peak_rss_mib']:.0f} | {row.get('diff', '')} |")
+            print(f"| {row['seconds']:g} s | {row['mode']} | failed: {row['error']} | | | | | | |")
+            continue
+        speedup = ""
+        base = rows[i - 1] if i % 2 else None
+        if base is not None and "wall_s" in base:
+            speedup = f"{base['wall_s'] / row['wall_s']:.2f}x wall, {base['cpu_s'] / row['cpu_s']:.2f}x CPU"
+        print(f"| {row['seconds']:g} s | {row['mode']} | {row['wall_s']:.1f} | {row['wall_s'] / row['seconds']:.2f} "
+              f"| {row['cpu_s']:.1f} | {row['peak_rss_mib']:.0f} | {row['load_before']:.1f}/{row['load_after']:.1f} "
+              f"| {row.get('diff', '')} | {speedup} |")  # fmt: skip
 
 
 if __name__ == "__main__":

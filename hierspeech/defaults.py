@@ -13,3 +13,6 @@ FEATURE_LAYER = 7
 """The ``hidden_states`` index the synthesizer consumes."""
 SAMPLE_RATE = 16000
 """The rate every model input is at (w2v, F0, mel, the synthesizer's prompt, SpeechSR's input)."""
+PAD_MULTIPLE = 1600
+"""Upstream zero-pads audio to a multiple of this before the denoiser and the prompt mel (the
+denoiser's hop 400 and the mel hop 320 both divide it)."""

@@ -3,25 +3,32 @@
 `Denoiser` holds the official MPNet parameters (state dict of `denoiser/g_best`, 353 entries) and maps a
 compressed magnitude / phase spectrogram to its denoised version. `denoise` does the whole job on audio:
 RMS normalisation, STFT, the model, inverse STFT, de-normalisation. Compared with the official code it
-batches items of different lengths exactly (each item gets what it would get alone), and it splits long
-inputs into overlapping chunks so memory stays bounded (an approximation, see `denoise`).
+batches items of different lengths exactly (each item gets what it would get alone), and it streams long
+inputs through overlapping windows so memory stays flat in length (an approximation, see `denoise`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.modules.conformer import TSConformerBlock
-from hierspeech.modules.mag_phase_stft import complex_istft, compressed_to_complex, mag_phase_stft
+from hierspeech.modules.mag_phase_stft import (
+    complex_istft,
+    compressed_to_complex,
+    mag_phase_stft,
+    num_stft_frames,
+    overlap_add_frames,
+    reflect_padded_segment,
+    window_envelope,
+)
 from hierspeech.modules.mpsenet_blocks import DenseEncoder, MaskDecoder, PhaseDecoder
+from hierspeech.pretrained import PretrainedModel
 
 # Inputs up to this long run in one piece, exactly as the official code; longer ones are chunked.
 DEFAULT_CHUNK_SECONDS = 4.0
@@ -29,8 +36,15 @@ DEFAULT_OVERLAP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class DenoiserConfig:
-    """The model and STFT fields of the official `denoiser/config.json` (training fields are ignored)."""
+class DenoiserConfig(ModelConfig):
+    """The model and STFT fields of the official (flat) `denoiser/config.json`."""
+
+    KIND: ClassVar[str] = "denoiser"
+    SETTINGS: ClassVar[frozenset[str]] = frozenset(
+        {"num_gpus", "batch_size", "learning_rate", "adam_b1", "adam_b2", "lr_decay", "seed", "num_workers",
+         "dist_config"}
+    )
+    """The official file's training keys."""
 
     dense_channel: int = 64
     compress_factor: float = 0.3
@@ -47,23 +61,22 @@ class DenoiserConfig:
         return self.n_fft // 2 + 1
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DenoiserConfig:
-        """Build from the official JSON's dict; keys that only matter for training are skipped."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> DenoiserConfig:
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        return reader.take_fields(None, field_names(cls))
 
 
-class Denoiser(nn.Module):
+class Denoiser(PretrainedModel):
     """MP-SENet (MPNet): compressed magnitude and phase (B, F, N) -> denoised magnitude and phase.
 
-    The official class always builds 4 two-stage conformer blocks whatever `num_tsconformers` says;
-    the released config says 4, and here the field is honoured.
+    Loads the official ``{'generator': state_dict}`` file (``denoiser/g_best``) through `PretrainedModel`;
+    without a config.json beside it, the released defaults are used. The official class always builds
+    4 two-stage conformer blocks whatever `num_tsconformers` says; the released config says 4, and here
+    the field is honoured.
     """
+
+    config_class = DenoiserConfig
+    checkpoint_key = "generator"
+    config_optional = True
 
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
@@ -74,38 +87,6 @@ class Denoiser(nn.Module):
         self.mask_decoder = MaskDecoder(channels, config.n_freq, config.beta)
         self.phase_decoder = PhaseDecoder(channels)
         self.register_buffer("window", torch.hann_window(config.win_size), persistent=False)
-
-    @classmethod
-    def from_config(cls, config: DenoiserConfig) -> Denoiser:
-        """Random weights, eval mode."""
-        return cls(config).eval()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> Denoiser:
-        """Load the official `{'generator': state_dict}` file (e.g. `denoiser/g_best`) strictly on CPU.
-
-        `config`: a DenoiserConfig, a path to its config.json, or None for `config.json` beside the file
-        (else the released defaults). Safe to call inside ``torch.inference_mode()``.
-        """
-        config = cls._resolve_config(path, config)
-        return build_and_load(lambda: cls(config), path, container_key="generator")
-
-    @classmethod
-    def check_pretrained(cls, path: str | Path, config: DenoiserConfig | str | Path | None = None) -> None:
-        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config)
-        check_checkpoint(lambda: cls(config), path, container_key="generator")
-
-    @staticmethod
-    def _resolve_config(path: str | Path, config: DenoiserConfig | str | Path | None) -> DenoiserConfig:
-        if isinstance(config, DenoiserConfig):
-            return config
-        if config is not None:
-            if not Path(config).is_file():
-                raise FileNotFoundError(f"denoiser config not found: {config}")
-            return DenoiserConfig.from_json(config)
-        beside = Path(path).parent / "config.json"
-        return DenoiserConfig.from_json(beside) if beside.is_file() else DenoiserConfig()
 
     def forward(
         self, mag: Tensor, pha: Tensor, frame_lengths: Tensor | None = None
@@ -172,28 +153,56 @@ def _crossfade_weights(starts: list[int], size: int, device: torch.device) -> li
     return weights
 
 
-def _denoise_chunked(
-    model: Denoiser, mag: Tensor, pha: Tensor, chunk: int, overlap: int, chunk_batch_size: int
-) -> Tensor:
-    """(1, F, N) compressed spectrogram -> (1, F, N) complex denoised spectrum, window by window."""
+def _chunk_starts(n_frames: int, chunk: int, overlap: int) -> list[int]:
+    """First frame of every window: a regular step of chunk - overlap, the last window flush with the end."""
+    return [*range(0, n_frames - chunk, chunk - overlap), n_frames - chunk]
+
+
+def _denoise_streamed(model: Denoiser, wav: Tensor, chunk: int, overlap: int, chunk_batch_size: int) -> Tensor:
+    """(T,) unit-RMS audio -> (hop * (N - 1),) denoised audio, N = STFT frames, window by window.
+
+    The same result as cross-fading the windows' complex spectra on one global STFT and inverting that
+    (the formulation before streaming), computed without any full-length spectrogram:
+
+    * each window's STFT frames are computed from the samples they read (the reflect padding of the
+      whole signal only matters at its two ends), so they equal the global STFT's frames;
+    * the cross-fade weight of every frame is known up front (the windows are placed before any is
+      run), so each window's spectrum is weighted by its share w / sum(w) of every frame;
+    * the inverse STFT is linear per frame: the shared frames' weighted pieces, inverted and
+      overlap-added in the waveform domain, sum to the inverse of the cross-faded spectrum; samples
+      that no later window reaches are divided by the window envelope (as `torch.istft` does) and final.
+
+    Memory: the input and output audio plus one group of `chunk_batch_size` windows, whatever the length.
+    """
     cfg = model.config
-    n_frames = mag.shape[-1]
-    step = chunk - overlap
-    starts = [*range(0, n_frames - chunk, step), n_frames - chunk]
-    weights = _crossfade_weights(starts, chunk, mag.device)
-    spec = torch.zeros(mag.shape, dtype=torch.complex64 if mag.dtype != torch.float64 else torch.complex128, device=mag.device)
-    total = torch.zeros(n_frames, dtype=mag.dtype, device=mag.device)
+    n_fft, hop = cfg.n_fft, cfg.hop_size
+    window = model.window.to(wav.dtype)
+    pad = n_fft // 2
+    n_frames = num_stft_frames(wav.shape[-1], n_fft, hop)
+    starts = _chunk_starts(n_frames, chunk, overlap)
+    weights = _crossfade_weights(starts, chunk, wav.device)
+    total = torch.zeros(n_frames, dtype=wav.dtype, device=wav.device)
+    for start, w in zip(starts, weights, strict=True):
+        total[start : start + chunk] += w
+    segment = n_fft + hop * (chunk - 1)  # padded samples read by one window
+    out = wav.new_zeros(hop * (n_frames - 1))  # output sample i = padded sample i + pad
+    done = 0  # out[:done] is final
     for first in range(0, len(starts), chunk_batch_size):
         group = starts[first : first + chunk_batch_size]
-        mag_g, pha_g = model(
-            torch.cat([mag[..., s : s + chunk] for s in group]), torch.cat([pha[..., s : s + chunk] for s in group])
-        )
-        pieces = compressed_to_complex(mag_g, pha_g, cfg.compress_factor)
-        for j, s in enumerate(group):
-            w = weights[first + j]
-            spec[0, :, s : s + chunk] += pieces[j] * w
-            total[s : s + chunk] += w
-    return spec / total
+        audio = torch.stack([reflect_padded_segment(wav, s * hop, segment, pad) for s in group])
+        mag, pha = mag_phase_stft(audio, n_fft, hop, window, cfg.compress_factor, center=False)
+        mag_g, pha_g = model(mag, pha)
+        shares = torch.stack([weights[first + j] / total[s : s + chunk] for j, s in enumerate(group)])
+        pieces = compressed_to_complex(mag_g, pha_g, cfg.compress_factor) * shares[:, None, :]
+        for s, piece in zip(group, overlap_add_frames(pieces, n_fft, hop, window), strict=True):
+            lo, hi = s * hop - pad, s * hop - pad + segment  # this window's reach in output samples
+            out[max(lo, 0) : min(hi, out.shape[0])] += piece[max(-lo, 0) : segment - max(hi - out.shape[0], 0)]
+        following = starts[first + len(group)] if first + len(group) < len(starts) else n_frames + n_fft
+        ready = min(out.shape[0], following * hop - pad)  # no later window writes before this sample
+        if ready > done:
+            out[done:ready] /= window_envelope(done + pad, ready + pad, n_frames, n_fft, hop, window)
+            done = ready
+    return out
 
 
 @torch.inference_mode()
@@ -213,10 +222,11 @@ def denoise(
     L (`lengths`, default: the full width) yields `output_length(L, hop)` samples; the rest of its row is 0.
 
     Items up to `chunk_seconds` run in one piece (exactly the official computation; batched items give
-    their single results). Longer items run in windows of `chunk_seconds` overlapping by `overlap_seconds`
-    on one global STFT, cross-faded in the complex spectrum. MP-SENet attends over all frames and
-    normalises over the whole input, so chunking approximates the one-piece result (memory stays
-    bounded); `chunk_seconds=None` disables it.
+    their single results). Longer items are streamed in windows of `chunk_seconds` overlapping by
+    `overlap_seconds` (`chunk_batch_size` windows per model call), cross-faded frame by frame and
+    overlap-added in the waveform domain (`_denoise_streamed`): memory is flat in length (one group of
+    windows besides the input and output audio). MP-SENet attends over all frames and normalises over
+    the whole input, so chunking approximates the one-piece result; `chunk_seconds=None` disables it.
     """
     cfg = model.config
     noisy, sizes = _as_batch(noisy, lengths, cfg.n_fft // 2 + 1)
@@ -227,31 +237,26 @@ def denoise(
     if chunk is not None and not 0 <= overlap < chunk:
         raise ValueError(f"overlap_seconds={overlap_seconds} must be >= 0 and below chunk_seconds={chunk_seconds}")
 
-    gains, specs = [], []
-    for i, size in enumerate(sizes):
-        wav = noisy[i, :size]
-        gain = _rms_gain(wav)
-        mag, pha = mag_phase_stft((wav * gain).unsqueeze(0), cfg.n_fft, hop, window, cfg.compress_factor)
-        gains.append(gain)
-        specs.append((mag, pha))
-
+    gains = [_rms_gain(noisy[i, :size]) for i, size in enumerate(sizes)]
+    n_frames = [num_stft_frames(size, cfg.n_fft, hop) for size in sizes]
     out = noisy.new_zeros(noisy.shape[0], output_length(max(sizes), hop))
-    whole = [i for i, (mag, _) in enumerate(specs) if chunk is None or mag.shape[-1] <= chunk]
+    whole = [i for i, n in enumerate(n_frames) if chunk is None or n <= chunk]
     if whole:
-        n_max = max(specs[i][0].shape[-1] for i in whole)
-        pad = [n_max - specs[i][0].shape[-1] for i in whole]
-        mag = torch.cat([nn.functional.pad(specs[i][0], (0, p)) for i, p in zip(whole, pad, strict=True)])
-        pha = torch.cat([nn.functional.pad(specs[i][1], (0, p)) for i, p in zip(whole, pad, strict=True)])
-        frame_lengths = torch.tensor([specs[i][0].shape[-1] for i in whole], device=mag.device)
+        specs = {
+            i: mag_phase_stft((noisy[i, : sizes[i]] * gains[i]).unsqueeze(0), cfg.n_fft, hop, window, cfg.compress_factor)
+            for i in whole
+        }
+        n_max = max(n_frames[i] for i in whole)
+        mag = torch.cat([nn.functional.pad(specs[i][0], (0, n_max - n_frames[i])) for i in whole])
+        pha = torch.cat([nn.functional.pad(specs[i][1], (0, n_max - n_frames[i])) for i in whole])
+        frame_lengths = torch.tensor([n_frames[i] for i in whole], device=mag.device)
         mag_g, pha_g = model(mag, pha, frame_lengths)
         spec = compressed_to_complex(mag_g, pha_g, cfg.compress_factor)
         for j, i in enumerate(whole):
-            n = int(frame_lengths[j])
+            n = n_frames[i]
             out[i, : hop * (n - 1)] = complex_istft(spec[j : j + 1, :, :n], cfg.n_fft, hop, window)[0] / gains[i]
-    for i, (mag, pha) in enumerate(specs):
-        if i in whole:
-            continue
-        spec = _denoise_chunked(model, mag, pha, chunk, overlap, chunk_batch_size)
-        n = mag.shape[-1]
-        out[i, : hop * (n - 1)] = complex_istft(spec, cfg.n_fft, hop, window)[0] / gains[i]
+    for i, size in enumerate(sizes):
+        if i not in whole:
+            wav = noisy[i, :size] * gains[i]
+            out[i, : hop * (n_frames[i] - 1)] = _denoise_streamed(model, wav, chunk, overlap, chunk_batch_size) / gains[i]
     return out

@@ -7,19 +7,24 @@ samples give ``T // hop`` frames.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from hierspeech.config import ConfigReader, ModelConfig
+
 
 @dataclass(frozen=True)
-class MelConfig:
-    """Mel parameters; the defaults are those of the released synthesizer."""
+class MelConfig(ModelConfig):
+    """Mel parameters, from the ``data`` section of the synthesizer's official config.json; the
+    defaults are those of the released synthesizer."""
+
+    KIND: ClassVar[str] = "mel"
+    SETTINGS: ClassVar[frozenset[str]] = frozenset({"train", "data", "model"})
+    """The rest of the synthesizer's file belongs to the synthesizer and its training."""
 
     sample_rate: int = 16000
     n_fft: int = 1280
@@ -31,25 +36,18 @@ class MelConfig:
     log_offset: float = 1e-3
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MelConfig:
-        """From the ``data`` section of an official config (or a full config holding one)."""
-        data = data.get("data", data)
-        return cls(
-            sample_rate=int(data["sampling_rate"]),
-            n_fft=int(data["filter_length"]),
-            win_length=int(data["win_length"]),
-            hop_length=int(data["hop_length"]),
-            f_min=float(data["mel_fmin"]),
-            f_max=float(data["mel_fmax"]) if data.get("mel_fmax") is not None else data["sampling_rate"] / 2,
-            n_mels=int(data["n_mel_channels"]),
-        )
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> MelConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        rate = int(reader.take("data", "sampling_rate"))
+        f_max = reader.take("data", "mel_fmax", default=None)
+        return {
+            "sample_rate": rate,
+            "n_fft": int(reader.take("data", "filter_length")),
+            "win_length": int(reader.take("data", "win_length")),
+            "hop_length": int(reader.take("data", "hop_length")),
+            "f_min": float(reader.take("data", "mel_fmin")),
+            "f_max": float(f_max) if f_max is not None else rate / 2,
+            "n_mels": int(reader.take("data", "n_mel_channels")),
+        }
 
 
 def _hz_to_mel(hz: float) -> float:

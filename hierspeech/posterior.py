@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hierspeech.modules.alias_free import Activation1d
-from hierspeech.modules.amp_block import AMPBlock1, multi_receptive_field
+from hierspeech.modules.amp_block import AMPBlock, multi_receptive_field
 from hierspeech.modules.common import WNConv1d
 from hierspeech.modules.snake import SnakeBeta
 from hierspeech.modules.wavenet import WN
@@ -73,7 +73,7 @@ class PosteriorAudioEncoder(nn.Module):
         self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
         self.down_pre = nn.Conv1d(1, channels[0], 7, 1, padding=3)
         self.resblocks = nn.ModuleList(
-            AMPBlock1(channels[i + 1], k, d)
+            AMPBlock(channels[i + 1], k, d)
             for i in range(4)
             for k, d in zip([3, 7, 11], [[1, 3, 5]] * 3, strict=True)
         )

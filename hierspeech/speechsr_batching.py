@@ -71,8 +71,14 @@ def plan_windows(item: int, n_out: int, window: int, radius: int) -> list[Window
     return plans
 
 
-def _run_windows(model: SpeechSR, waves: Sequence[torch.Tensor], windows: Sequence[Window]) -> torch.Tensor:
-    """Run equal-length windows as one batch: returns ``(N, L)`` outputs of the whole windows."""
+def _run_windows(
+    model: SpeechSR, waves: Sequence[torch.Tensor], windows: Sequence[Window], device: torch.device
+) -> torch.Tensor:
+    """Run equal-length windows as one batch on `device`: returns ``(N, L)`` outputs of the whole windows.
+
+    The window bookkeeping (interpolation positions, input spans) is computed on the host, so nothing
+    waits on the device; the windows' inputs and positions go to `device` in one copy each.
+    """
     dec = model.dec
     conv = dec.conv_pre
     context = conv.dilation[0] * (conv.kernel_size[0] - 1) // 2
@@ -80,9 +86,7 @@ def _run_windows(model: SpeechSR, waves: Sequence[torch.Tensor], windows: Sequen
     spans, lefts, rights, w_lefts, w_rights = [], [], [], [], []
     for win in windows:
         n_in = waves[win.item].shape[-1]
-        left, right, w_left, w_right = resize_positions(
-            n_in, dec.output_length(n_in), win.start, win.stop, waves[win.item].device
-        )
+        left, right, w_left, w_right = resize_positions(n_in, dec.output_length(n_in), win.start, win.stop)
         first = int(left[0])
         spans.append((first, int(right[-1])))
         lefts.append(left - first)
@@ -97,10 +101,9 @@ def _run_windows(model: SpeechSR, waves: Sequence[torch.Tensor], windows: Sequen
         lo, hi = max(first - context, 0), min(last + context + 1, wave.shape[-1])
         offset = lo - (first - context)
         segments[row, 0, offset : offset + hi - lo] = wave[lo:hi]
-    hidden = F.conv1d(segments, conv.compute_weight(), conv.bias)
-    z = apply_resize(
-        hidden, torch.stack(lefts), torch.stack(rights), torch.stack(w_lefts), torch.stack(w_rights)
-    )
+    hidden = F.conv1d(segments.to(device), conv.compute_weight(), conv.bias)
+    positions = [torch.stack(p).to(device) for p in (lefts, rights, w_lefts, w_rights)]
+    z = apply_resize(hidden, *positions)
     assert z.shape[-1] == length
     return dec.decode(z)[:, 0]
 
@@ -110,17 +113,30 @@ def upsample_batch(
     waves: Sequence[torch.Tensor],
     window: int = DEFAULT_WINDOW,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    offload: bool | None = None,
 ) -> list[torch.Tensor]:
     """Super-resolve a list of 1-D 16 kHz waveforms of any lengths; each result equals a solo run.
 
     `window` is the window length in output samples and `batch_size` the number of windows run at
-    once; memory is bounded by their product. Returns 1-D tensors of ``model.output_length(len(w))``.
+    once; device memory is bounded by their product. The waves may live on the CPU or on the model's
+    device: each batch of windows is copied to the model's device. `offload` collects the outputs on
+    the CPU, each batch's kept samples copied there as soon as it is done, so device memory does not
+    grow with the items' lengths (about 0.9 GB per hour of 48 kHz output otherwise); default: on when
+    the model is on CUDA. Returns 1-D tensors of ``model.output_length(len(w))``, on the CPU when
+    offloading, else on each wave's device.
     """
     for i, wave in enumerate(waves):
         if wave.dim() != 1 or wave.shape[0] == 0:
             raise ValueError(f"item {i}: expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
+    device = next(model.parameters()).device
+    if offload is None:
+        offload = device.type == "cuda"
     radius = model.receptive_radius()
-    outputs = [w.new_empty(model.output_length(w.shape[0])) for w in waves]
+    outputs = [
+        torch.empty(model.output_length(w.shape[0]), dtype=w.dtype, device="cpu" if offload else w.device)
+        for w in waves
+    ]
     groups: dict[int, list[Window]] = defaultdict(list)
     for i, out in enumerate(outputs):
         for win in plan_windows(i, out.shape[0], window, radius):
@@ -129,7 +145,9 @@ def upsample_batch(
         for _, wins in sorted(groups.items()):
             for at in range(0, len(wins), batch_size):
                 chunk = wins[at : at + batch_size]
-                result = _run_windows(model, waves, chunk)
+                result = _run_windows(model, waves, chunk, device)
+                if offload:
+                    result = result.cpu()
                 for row, win in enumerate(chunk):
                     lo, hi = win.keep_start - win.start, win.keep_stop - win.start
                     outputs[win.item][win.keep_start : win.keep_stop] = result[row, lo:hi]

@@ -5,39 +5,45 @@ inference paths keep the official names and argument order; beyond the official 
 
 - take explicit randomness (`noise=` to inject the prior noise, `generator=` to seed it per call),
 - run ragged batches (items of different lengths): encoders and flows are masked, and the waveform
-  decoder runs once per distinct length, so every item equals its single-item result,
+  decoder runs once per distinct length or, on CUDA, in padded buckets with exact tails
+  (`hierspeech.vocoder_batching`), so every item equals its single-item result,
 - accept batch B in `voice_conversion_noise_control` (target mels stacked as [B originals, B denoised]).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.mel_decoder import MelDecoder
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.scratch import reuse_scratch
-from hierspeech.modules.style_encoder import StyleEncoder
+from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.posterior import PosteriorAudioEncoder, PosteriorSFEncoder
+from hierspeech.pretrained import PretrainedModel
 from hierspeech.vocoder import Generator, SourceNetwork
+from hierspeech.vocoder_batching import vocode_bucketed, vocode_by_length
 
 W2V_CHANNELS = 1024
 F0_FRAMES_PER_W2V_FRAME = 4
 
 
-@dataclass
-class SynthesizerConfig:
-    """Hyper-parameters of the synthesizer, as the official `inference.py` derives them from config.json."""
+@dataclass(frozen=True)
+class SynthesizerConfig(ModelConfig):
+    """Hyper-parameters of the synthesizer, as the official `inference.py` derives them from config.json:
+    the ``model`` section, plus `spec_channels` (``data.filter_length // 2 + 1``), `segment_size`
+    (``train.segment_size // data.hop_length``) and the rates of ``data``. `n_layers_q`,
+    `use_spectral_norm` and `wav2vec_feature_layer` are official ``model`` keys the network does not
+    use (the w2v layer is the front-end's, `hierspeech.w2v.FEATURE_LAYER`)."""
+
+    KIND: ClassVar[str] = "synthesizer"
 
     spec_channels: int = 641
     segment_size: int = 192
@@ -49,11 +55,14 @@ class SynthesizerConfig:
     kernel_size: int = 3
     p_dropout: float = 0.1
     resblock: str = "1"
-    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
-    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5]] * 3)
-    upsample_rates: list[int] = field(default_factory=lambda: [4, 5, 4, 2, 2])
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    upsample_rates: tuple[int, ...] = (4, 5, 4, 2, 2)
     upsample_initial_channel: int = 512
-    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [8, 11, 8, 4, 4])
+    upsample_kernel_sizes: tuple[int, ...] = (8, 11, 8, 4, 4)
+    n_layers_q: int = 3
+    use_spectral_norm: bool = False
+    wav2vec_feature_layer: int = 7
     gin_channels: int = 256
     prosody_size: int = 20
     uncond_ratio: float = 0.0
@@ -61,30 +70,23 @@ class SynthesizerConfig:
     sampling_rate: int = 16000
     hop_length: int = 320
     n_mel_channels: int = 80
-    # Keys of the official "model" section that the network does not use (n_layers_q, ...).
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> SynthesizerConfig:
-        """From the official config.json content (sections "data", "train", "model")."""
-        data, train, model = config["data"], config["train"], dict(config["model"])
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in model.items() if k in names}
-        extra = {k: v for k, v in model.items() if k not in names}
-        return cls(
-            spec_channels=data["filter_length"] // 2 + 1,
-            segment_size=train["segment_size"] // data["hop_length"],
-            sampling_rate=data["sampling_rate"],
-            hop_length=data["hop_length"],
-            n_mel_channels=data["n_mel_channels"],
-            extra=extra,
-            **known,
+    def __post_init__(self) -> None:
+        self._freeze_sequences(
+            "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_kernel_sizes"
         )
 
     @classmethod
-    def from_json(cls, path: str | Path) -> SynthesizerConfig:
-        """Read an official config.json."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def _read(cls, reader: ConfigReader) -> dict[str, Any]:
+        hop_length = int(reader.take("data", "hop_length"))
+        derived = {
+            "spec_channels": int(reader.take("data", "filter_length")) // 2 + 1,
+            "segment_size": int(reader.take("train", "segment_size")) // hop_length,
+            "sampling_rate": int(reader.take("data", "sampling_rate")),
+            "hop_length": hop_length,
+            "n_mel_channels": int(reader.take("data", "n_mel_channels")),
+        }
+        return {**reader.take_fields("model", field_names(cls) - set(derived)), **derived}
 
     @property
     def samples_per_frame(self) -> int:
@@ -92,8 +94,13 @@ class SynthesizerConfig:
         return math.prod(self.upsample_rates)
 
 
-class Synthesizer(nn.Module):
-    """The official SynthesizerTrn's modules, with explicit-noise, batch-capable inference."""
+class Synthesizer(PretrainedModel):
+    """The official SynthesizerTrn's modules, with explicit-noise, batch-capable inference.
+
+    Loads an official raw state-dict file (e.g. ``hierspeechpp_v2_ckpt.pth``) through `PretrainedModel`.
+    """
+
+    config_class = SynthesizerConfig
 
     def __init__(self, config: SynthesizerConfig) -> None:
         super().__init__()
@@ -140,54 +147,11 @@ class Synthesizer(nn.Module):
             self.emb = nn.Embedding(1, c.gin_channels)
             nn.init.normal_(self.emb.weight, 0.0, c.gin_channels**-0.5)
 
-    @classmethod
-    def from_config(cls, config: SynthesizerConfig) -> Synthesizer:
-        """Build with random weights, in eval mode."""
-        return cls(config).eval()
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, config: SynthesizerConfig | str | Path | None = None
-    ) -> Synthesizer:
-        """Load an official raw state-dict file (e.g. hierspeechpp_v2_ckpt.pth) strictly, on CPU, eval().
-
-        `config`: a SynthesizerConfig, a path to config.json, or None for the config.json beside `path`.
-        Safe to call inside ``torch.inference_mode()`` (see `hierspeech.checkpoint.build_and_load`).
-        """
-        config = cls._resolve_config(path, config)
-        return build_and_load(lambda: cls(config), path)
-
-    @classmethod
-    def check_pretrained(cls, path: str | Path, config: SynthesizerConfig | str | Path | None = None) -> None:
-        """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config)
-        check_checkpoint(lambda: cls(config), path)
-
-    @staticmethod
-    def _resolve_config(path: str | Path, config: SynthesizerConfig | str | Path | None) -> SynthesizerConfig:
-        if isinstance(config, SynthesizerConfig):
-            return config
-        config_path = Path(config) if config is not None else Path(path).with_name("config.json")
-        if not config_path.is_file():
-            raise FileNotFoundError(f"synthesizer config not found: {config_path}; put config.json beside the checkpoint or pass config=")
-        return SynthesizerConfig.from_json(config_path)
-
-    def fuse_weight_norm(self) -> Synthesizer:
-        """Inference speed-up: compute every weight-normed kernel once instead of at each call.
-
-        Call it after moving the model to its device and after loading weights; returns self.
-        """
-        for module in self.modules():
-            if hasattr(module, "fuse_weight_norm") and module is not self:
-                module.fuse_weight_norm()
-        return self
-
     # ----------------------------------------------------------------------------------------- inference
 
     def style(self, trg_mel: Tensor, trg_length: Tensor) -> Tensor:
         """Style vectors of target mels (B, 80, T') with lengths (B,) -> (B, gin, 1). Padding-invariant."""
-        trg_mask = frame_mask(trg_length, trg_mel.size(2), trg_mel.dtype)
-        return self.emb_g(trg_mel, trg_mask).unsqueeze(-1)
+        return self.emb_g.embed(trg_mel, trg_length)
 
     def null_style(self, batch: int) -> Tensor:
         """The learned unconditional style (cfg models), (batch, gin, 1)."""
@@ -212,8 +176,8 @@ class Synthesizer(nn.Module):
         if noise is None:
             # The official encoder first draws a sample it discards; drawing it too keeps torch's global
             # RNG stream identical to the official code (torch.manual_seed gives the official result).
-            torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
-            noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
+            standard_normal(m_p.shape, generator, m_p.device, m_p.dtype)
+            noise = standard_normal(m_p.shape, generator, m_p.device, m_p.dtype)
         elif noise.shape != m_p.shape:
             raise ValueError(f"noise must have shape {tuple(m_p.shape)} (B, C, T), got {tuple(noise.shape)}")
         z = (m_p + noise * torch.exp(logs_p) * noise_scale) * y_mask
@@ -221,29 +185,36 @@ class Synthesizer(nn.Module):
         z = self.flow(z, y_mask, g=g, reverse=True)
         return z, y_mask
 
-    def vocode(self, z: Tensor, g: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def vocoder_radius(self) -> int:
+        """Latent frames on either side that one output sample of `vocode` depends on (an upper bound,
+        from the layers' kernels, dilations and rates; 95 for the released config)."""
+        return math.ceil(self.dec.receptive_radius() + self.sn.receptive_radius()) + 1
+
+    def vocode(
+        self, z: Tensor, g: Tensor, lengths: Tensor | None = None, *, bucketed: bool | None = None
+    ) -> Tensor:
         """Latent (B, C, T) + style (B, gin, 1) -> audio (B, 1, T * samples_per_frame), zero after each length.
 
-        Items are decoded in groups of equal length (the decoder's convolutions and anti-aliasing filters
-        see past the end of a padded item), so each item equals its unpadded single-item result.
+        Each item equals its unpadded single-item result (to float rounding): ragged items run per
+        distinct length, or with `bucketed` (default: on CUDA) in padded buckets whose shorter items'
+        tails are rerun exactly (`hierspeech.vocoder_batching`).
         """
         if g.size(0) != z.size(0):
             g = g.expand(z.size(0), -1, -1)
         with reuse_scratch():
-            return self._vocode_groups(z, g, lengths)
+            if lengths is None or bool((lengths == z.size(2)).all()):
+                return self._vocoder(z, g)
+            hop = self.config.samples_per_frame
+            if bucketed is None:
+                bucketed = z.device.type == "cuda"
+            if bucketed:
+                return vocode_bucketed(self._vocoder, z, g, lengths.tolist(), hop, self.vocoder_radius())
+            return vocode_by_length(self._vocoder, z, g, lengths, hop)
 
-    def _vocode_groups(self, z: Tensor, g: Tensor, lengths: Tensor | None) -> Tensor:
-        if lengths is None or bool((lengths == z.size(2)).all()):
-            e, _ = self.sn(z, g)
-            return self.dec(z, e, g=g)
-        hop = self.config.samples_per_frame
-        out = z.new_zeros(z.size(0), 1, z.size(2) * hop)
-        for length in torch.unique(lengths).tolist():
-            idx = (lengths == length).nonzero(as_tuple=True)[0]
-            z_i = z[idx, :, :length]
-            e, _ = self.sn(z_i, g[idx])
-            out[idx, :, : length * hop] = self.dec(z_i, e, g=g[idx])
-        return out
+    def _vocoder(self, z: Tensor, g: Tensor) -> Tensor:
+        """Source network + decoder on unpadded items: (B, C, T), (B, gin, 1) -> (B, 1, T * hop)."""
+        e, _ = self.sn(z, g)
+        return self.dec(z, e, g=g)
 
     @torch.no_grad()
     def voice_conversion(
@@ -258,6 +229,7 @@ class Synthesizer(nn.Module):
         *,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        bucketed_vocoder: bool | None = None,
     ) -> Tensor:
         """Convert w2v content to the voice of a target mel.
 
@@ -265,13 +237,14 @@ class Synthesizer(nn.Module):
         trg_length (B,), f0 (B, 1, 4T) log(F0 + 1) (0 = unvoiced). `noise` (B, 192, T) replaces the
         standard-normal prior draw; otherwise it is drawn from `generator` (or torch's global RNG).
         `uncond` decodes with the null style (as the official code: the flows still use the target's).
+        `bucketed_vocoder`: how a ragged batch is vocoded (see `vocode`; None: bucketed on CUDA).
         Returns audio (B, 1, T * 320), zero past each item's length.
         """
         g = self.style(trg_mel, trg_length)
         z, _ = self._prior_latent(src, src_length, f0, g, noise_scale, noise, generator)
         if uncond:
             g = self.null_style(z.size(0))
-        return self.vocode(z, g, src_length)
+        return self.vocode(z, g, src_length, bucketed=bucketed_vocoder)
 
     @torch.no_grad()
     def voice_conversion_noise_control(
@@ -287,22 +260,17 @@ class Synthesizer(nn.Module):
         *,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        bucketed_vocoder: bool | None = None,
     ) -> Tensor:
         """Voice conversion with a style interpolated between a target and its denoised version.
 
         trg_mel (2B, 80, T') holds the B original target mels followed by the B denoised ones (B = 1: the
         official [original, denoised] pair); trg_length (2B,). The style is
-        (1 - denoise_ratio) * g_original + denoise_ratio * g_denoised. `uncond` is accepted and, as in the
-        official code, has no effect here. Other arguments and the output as in `voice_conversion`.
+        (1 - denoise_ratio) * g_original + denoise_ratio * g_denoised (`blend_styles`). `uncond` is
+        accepted and, as in the official code, has no effect here. Other arguments and the output as in
+        `voice_conversion`.
         """
         del uncond  # the official method computes a null style and never uses it
-        batch = src.size(0)
-        if trg_mel.size(0) != 2 * batch:
-            raise ValueError(
-                f"trg_mel must stack {batch} original and {batch} denoised target mels ({2 * batch} items), "
-                f"got {trg_mel.size(0)}; without a denoiser pass each original twice"
-            )
-        g = self.style(trg_mel, trg_length)
-        g = (1 - denoise_ratio) * g[:batch] + denoise_ratio * g[batch:]
+        g = blend_styles(self.style(trg_mel, trg_length), src.size(0), denoise_ratio, unpaired=False)
         z, _ = self._prior_latent(src, src_length, f0, g, noise_scale, noise, generator)
-        return self.vocode(z, g, src_length)
+        return self.vocode(z, g, src_length, bucketed=bucketed_vocoder)

@@ -20,36 +20,40 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from hierspeech.checkpoint import build_and_load, check_checkpoint
+from hierspeech.config import ConfigReader, ModelConfig, field_names
 from hierspeech.modules.alignment import expand_to_frames
 from hierspeech.modules.duration import StochasticDurationPredictor
 from hierspeech.modules.flows import TransformerCouplingBlock
 from hierspeech.modules.masking import frame_mask
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.pitch import PitchPredictor
-from hierspeech.modules.style_encoder import StyleEncoder
+from hierspeech.modules.style_encoder import StyleEncoder, blend_styles
 from hierspeech.modules.text_encoder import TextEncoder
 from hierspeech.modules.w2v_decoder import W2VDecoder, W2VPosteriorEncoder
+from hierspeech.pretrained import PretrainedModel
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-@dataclass
-class TTVConfig:
+@dataclass(frozen=True)
+class TTVConfig(ModelConfig):
     """TTV hyper-parameters: the `model` section of the official TTV config.json plus the sizes the
-    official code hard-codes (their defaults are the released model's).
+    official code hard-codes (their defaults are the released model's; the section may set them too).
 
     `spec_channels` and `segment_size` are the two positional arguments the official inference takes
     from the SYNTHESIZER's config (`filter_length // 2 + 1`, `segment_size // hop_length`); like most
     `model` fields (`filter_channels`, `n_heads`, `n_layers`, `kernel_size`, `resblock*`, ...) the
     official model accepts and ignores them. They are kept so a config round-trips.
     """
+
+    KIND: ClassVar[str] = "TTV"
 
     spec_channels: int = 641
     segment_size: int = 192
@@ -61,10 +65,8 @@ class TTVConfig:
     kernel_size: int = 3
     p_dropout: float = 0.1
     resblock: str = "1"
-    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
-    resblock_dilation_sizes: list[list[int]] = field(
-        default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    )
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     use_spectral_norm: bool = False
     gin_channels: int = 256
     prosody_size: int = 20
@@ -85,48 +87,33 @@ class TTVConfig:
     decoder_n_layers: int = 8
     pitch_channels: int = 256
 
+    def __post_init__(self) -> None:
+        self._freeze_sequences("resblock_kernel_sizes", "resblock_dilation_sizes")
+
     @classmethod
-    def from_dict(
-        cls,
-        model: Mapping[str, Any],
-        synthesizer_data: Mapping[str, Any] | None = None,
-        synthesizer_train: Mapping[str, Any] | None = None,
-    ) -> TTVConfig:
-        """Build from a `model` section; the synthesizer's `data`/`train` sections give the two sizes."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(model) - known)
-        if unknown:
-            raise ValueError(f"unknown TTV model config keys {unknown}; expected a subset of {sorted(known)}")
-        values = dict(model)
-        if synthesizer_data is not None:
-            values.setdefault("spec_channels", int(synthesizer_data["filter_length"]) // 2 + 1)
-            if synthesizer_train is not None:
-                values.setdefault(
-                    "segment_size",
-                    int(synthesizer_train["segment_size"]) // int(synthesizer_data["hop_length"]),
-                )
-        return cls(**values)
+    def _read(
+        cls, reader: ConfigReader, synthesizer_config: str | Path | Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        values = reader.take_fields("model", field_names(cls))
+        if synthesizer_config is not None:
+            synth = (
+                synthesizer_config
+                if isinstance(synthesizer_config, Mapping)
+                else json.loads(Path(synthesizer_config).read_text(encoding="utf-8"))
+            )
+            data, train = synth["data"], synth.get("train")
+            values.setdefault("spec_channels", int(data["filter_length"]) // 2 + 1)
+            if train is not None:
+                values.setdefault("segment_size", int(train["segment_size"]) // int(data["hop_length"]))
+        return values
 
     @classmethod
     def from_json(
         cls, path: str | Path, synthesizer_config: str | Path | Mapping[str, Any] | None = None
     ) -> TTVConfig:
-        """Read the official TTV config.json; `synthesizer_config` (path or parsed dict) supplies
+        """Read the official TTV config.json; `synthesizer_config` (path or parsed content) supplies
         `spec_channels`/`segment_size` as the official inference does (defaults: the released synthesizer)."""
-        payload = json.loads(Path(path).read_text())
-        model = payload.get("model", payload)
-        data = train = None
-        if synthesizer_config is not None:
-            synth = (
-                synthesizer_config
-                if isinstance(synthesizer_config, Mapping)
-                else json.loads(Path(synthesizer_config).read_text())
-            )
-            data, train = synth["data"], synth.get("train")
-        return cls.from_dict(model, data, train)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return super().from_json(path, synthesizer_config=synthesizer_config)
 
 
 @dataclass
@@ -145,31 +132,11 @@ class TTVOutput:
     durations: torch.Tensor
     f0_per_frame: int = 4
 
-    @property
-    def f0_lengths(self) -> torch.Tensor:
-        return self.lengths * self.f0_per_frame
-
 
 def zero_low_log_f0(log_f0: torch.Tensor, min_hz: float = 55.0) -> torch.Tensor:
     """Set log-F0 values below log(min_hz) to 0 (unvoiced), as the official TTS script does before
     handing the TTV's F0 to the synthesizer. Returns a new tensor of the same shape."""
     return log_f0.masked_fill(log_f0 < math.log(min_hz), 0.0)
-
-
-def _standard_normal(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    device: torch.device,
-    dtype: torch.dtype,
-    time_major: bool,
-) -> torch.Tensor:
-    """Standard-normal (B, C, T). `time_major` fills a (B, T, C) buffer viewed as (B, C, T): that is the
-    memory layout of the official `m_p`, and `randn_like` on it gives different values than a contiguous
-    draw, so this is what reproduces the official prior noise under `torch.manual_seed`."""
-    if not time_major:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    b, c, t = shape
-    return torch.empty((b, t, c), device=device, dtype=dtype).transpose(1, 2).normal_(generator=generator)
 
 
 def _draw_noise(
@@ -188,18 +155,17 @@ def _draw_noise(
     it is in (batched with [gen] == the single call with gen).
     """
     if generator is None or isinstance(generator, torch.Generator):
-        if generator is not None:
-            device = generator.device
-        else:
-            device = torch.device("cpu") if duration else like.device
-        return _standard_normal(shape, generator, device, like.dtype, time_major=not duration).to(like.device)
+        # The official duration noise is drawn on the CPU, then moved (`torch.randn(...).to(device)`).
+        home = torch.device("cpu") if duration and generator is None else like.device
+        return standard_normal(shape, generator, home, like.dtype, time_major=not duration).to(like.device)
     if len(generator) != shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
     noise = like.new_zeros(shape)
     for b, gen in enumerate(generator):
         length = int(lengths[b])
-        item = _standard_normal((1, shape[1], length), gen, gen.device, like.dtype, time_major=not duration)
-        noise[b : b + 1, :, :length] = item.to(like.device)
+        noise[b : b + 1, :, :length] = standard_normal(
+            (1, shape[1], length), gen, like.device, like.dtype, time_major=not duration
+        )
     return noise
 
 
@@ -210,12 +176,14 @@ def _take_noise(noise: torch.Tensor, shape: tuple[int, ...], name: str, like: to
     return noise[:, :, : shape[2]].to(device=like.device, dtype=like.dtype)
 
 
-class TTV(nn.Module):
+class TTV(PretrainedModel):
     """Text-to-vec model: phoneme ids (with blanks) + mel prompt -> w2v features and log-F0.
 
     Submodule names follow the official state dict: enc_q (training posterior, unused at inference),
     enc_p, flow, w2v_decoder, emb_g, dp, pp, phoneme_classifier (training only).
     """
+
+    config_class = TTVConfig
 
     def __init__(self, config: TTVConfig) -> None:
         super().__init__()
@@ -268,12 +236,6 @@ class TTV(nn.Module):
         self.pp = PitchPredictor(c.w2v_channels, c.gin_channels, c.pitch_channels)
         self.phoneme_classifier = nn.Conv1d(c.inter_channels, c.n_vocab, 1, bias=False)
 
-    # ------------------------------------------------------------------ construction / loading
-    @classmethod
-    def from_config(cls, config: TTVConfig) -> TTV:
-        """Build with random weights (eval mode)."""
-        return cls(config).eval()
-
     @classmethod
     def from_pretrained(
         cls,
@@ -281,14 +243,10 @@ class TTV(nn.Module):
         config: TTVConfig | str | Path | None = None,
         synthesizer_config: str | Path | Mapping[str, Any] | None = None,
     ) -> TTV:
-        """Load an official TTV checkpoint (raw state dict, e.g. `ttv_lt960_ckpt.pth`) strictly, on CPU.
-
-        `config`: a TTVConfig, a path to the TTV config.json, or None for `config.json` beside the file.
-        `synthesizer_config` only feeds the two sizes the official model ignores.
-        Safe to call inside ``torch.inference_mode()`` (see `hierspeech.checkpoint.build_and_load`).
-        """
-        config = cls._resolve_config(path, config, synthesizer_config)
-        return build_and_load(lambda: cls(config), path)
+        """Load an official TTV checkpoint (raw state dict, e.g. `ttv_lt960_ckpt.pth`) strictly, on CPU,
+        eval mode (see `PretrainedModel`). `synthesizer_config` only feeds the two sizes the official
+        model ignores."""
+        return super().from_pretrained(path, config, synthesizer_config=synthesizer_config)
 
     @classmethod
     def check_pretrained(
@@ -298,33 +256,12 @@ class TTV(nn.Module):
         synthesizer_config: str | Path | Mapping[str, Any] | None = None,
     ) -> None:
         """Raise what `from_pretrained` would raise, at a fraction of its cost (keys and shapes only)."""
-        config = cls._resolve_config(path, config, synthesizer_config)
-        check_checkpoint(lambda: cls(config), path)
-
-    @staticmethod
-    def _resolve_config(
-        path: str | Path, config: TTVConfig | str | Path | None, synthesizer_config: str | Path | Mapping[str, Any] | None
-    ) -> TTVConfig:
-        if isinstance(config, TTVConfig):
-            return config
-        config_path = Path(config) if config is not None else Path(path).with_name("config.json")
-        if not config_path.is_file():
-            raise FileNotFoundError(f"TTV config not found: {config_path}; put config.json beside the checkpoint or pass config=")
-        return TTVConfig.from_json(config_path, synthesizer_config)
-
-    def fuse_weight_norm(self) -> TTV:
-        """Inference only: cache every weight-normed convolution's effective weight (see
-        `hierspeech.modules.common`). The state dict is unchanged. Returns self."""
-        for module in self.modules():
-            if hasattr(module, "fuse_weight_norm") and module is not self:
-                module.fuse_weight_norm()
-        return self
+        super().check_pretrained(path, config, synthesizer_config=synthesizer_config)
 
     # ------------------------------------------------------------------ inference
     def style(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         """Style vector (B, gin, 1) of mel prompts (B, n_mels, T) with valid lengths (B,)."""
-        mask = frame_mask(mel_lengths, mel.size(2), dtype=mel.dtype)
-        return self.emb_g(mel, mask).unsqueeze(-1)
+        return self.emb_g.embed(mel, mel_lengths)
 
     @torch.no_grad()
     def infer(
@@ -399,18 +336,9 @@ class TTV(nn.Module):
 
         y_mel holds 2B prompts: the B originals, then the B denoised versions (official layout for B=1:
         [original, denoised]); g = (1 - denoise_ratio) * g_orig + denoise_ratio * g_denoised. With B
-        prompts only (no denoised copy), denoise_ratio must be 0.
+        prompts only (no denoised copy), denoise_ratio must be 0 (see `blend_styles`).
         """
-        g = self.style(y_mel, y_length)
-        if g.size(0) == 2 * batch_size:
-            g_orig, g_denoised = g[:batch_size], g[batch_size:]
-            return (1 - denoise_ratio) * g_orig + denoise_ratio * g_denoised
-        if g.size(0) == batch_size and denoise_ratio == 0:
-            return g
-        raise ValueError(
-            f"y_mel has {g.size(0)} prompts for {batch_size} token sequences: pass 2B prompts "
-            "(originals then denoised), or B prompts with denoise_ratio=0"
-        )
+        return blend_styles(self.style(y_mel, y_length), batch_size, denoise_ratio)
 
     @torch.no_grad()
     def infer_noise_control(

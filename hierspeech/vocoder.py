@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hierspeech.modules.alias_free import Activation1d
-from hierspeech.modules.amp_block import AMPBlock1, multi_receptive_field
+from hierspeech.modules.amp_block import AMPBlock, multi_receptive_field, multi_receptive_field_radius
 from hierspeech.modules.common import WNConv1d, WNConvTranspose1d
+from hierspeech.modules.receptive_field import activation_radius, conv_radius, transposed_conv_radius
 from hierspeech.modules.snake import SnakeBeta
 
 LRELU_SLOPE = 0.1
@@ -35,8 +36,22 @@ def _upsampling_stack(
     for i in range(len(ups)):
         ch = in_channels // 2 ** (i + 1)
         for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
-            blocks.append(AMPBlock1(ch, k, d))
+            blocks.append(AMPBlock(ch, k, d))
     return ups, blocks, channels
+
+
+def _stack_radius(ups: nn.ModuleList, blocks: nn.ModuleList, n_kernels: int) -> tuple[float, int]:
+    """Context of the upsampling stack in input frames, and its total upsampling rate.
+
+    Each layer's radius (in samples at its own rate) is divided by that rate: the sum bounds how many
+    input frames on either side one output sample depends on.
+    """
+    frames, rate = 0.0, 1
+    for i, up in enumerate(ups):
+        frames += transposed_conv_radius(up) / rate
+        rate *= up.stride[0]
+        frames += multi_receptive_field_radius(blocks[i * n_kernels : (i + 1) * n_kernels]) / rate
+    return frames, rate
 
 
 class SourceNetwork(nn.Module):
@@ -55,6 +70,11 @@ class SourceNetwork(nn.Module):
         self.activation_post = Activation1d(activation=SnakeBeta(channels, alpha_logscale=True))
         self.conv_post = nn.Conv1d(channels, 1, 7, 1, padding=3, bias=False)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
+
+    def receptive_radius(self) -> float:
+        """Latent frames on either side that one output (features) sample depends on, an upper bound."""
+        frames, rate = _stack_radius(self.ups, self.resblocks, self.n_kernels)
+        return conv_radius(self.conv_pre) + frames + activation_radius(self.activation_post) / rate
 
     def forward(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, in, T), g (B, gin, 1) -> (features (B, C/4, 4T), f0 proxy (B, 1, 4T))."""
@@ -79,6 +99,10 @@ class DBlock(nn.Module):
                 WNConv1d(hidden_size, hidden_size, 3, dilation=4, padding=4),
             ]
         )
+
+    def receptive_radius(self) -> float:
+        """Output frames on either side that one output depends on (nearest decimation, then the convs)."""
+        return 1 + sum(conv_radius(conv) for conv in self.conv)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, T) -> (B, hidden, T // factor)."""
@@ -121,6 +145,13 @@ class Generator(nn.Module):
         source_channels = upsample_initial_channel // 8
         self.downs = DBlock(source_channels, upsample_initial_channel, 4)
         self.proj = nn.Conv1d(source_channels, upsample_initial_channel // 2, 7, 1, padding=3)
+
+    def receptive_radius(self) -> float:
+        """Frames on either side (of x, and of the source features' frame grid) that one output sample
+        depends on, an upper bound: the stack plus the larger of its inputs' contexts."""
+        frames, rate = _stack_radius(self.ups, self.resblocks, self.n_kernels)
+        inputs = max(conv_radius(self.conv_pre), self.downs.receptive_radius(), conv_radius(self.proj) / self.ups[0].stride[0])
+        return inputs + frames + (activation_radius(self.activation_post) + conv_radius(self.conv_post)) / rate
 
     def forward(self, x: Tensor, pitch: Tensor, g: Tensor) -> Tensor:
         """x (B, C_in, T), pitch (B, C/8, 4T) source features, g (B, gin, 1) -> (B, 1, T * prod(rates))."""

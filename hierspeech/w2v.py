@@ -9,8 +9,9 @@ and keeps it. :class:`Wav2Vec2Features` keeps layers 0..6 only (~7/24 of the enc
 On the CPU in float32 it computes them through :mod:`hierspeech.w2v_packed` (items packed
 frame-wise, no padding) unless told to use transformers' forward (``backend=``).
 
-Audio preparation: zero-pad the end to the next multiple of 1280 samples (a full 1280 more when
-already a multiple), then reflect-pad 40 samples on both sides. T samples give
+Audio preparation: the end padding of every feature (`hierspeech.framing.padded_length`: zero-pad
+to the next multiple of 1280 samples, a full 1280 more when already a multiple), then reflect-pad
+40 samples on both sides. T samples give
 ``padded_length // 320`` frames at 50 Hz, the same count as the F0 track // 4.
 """
 
@@ -27,25 +28,27 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from hierspeech.defaults import DEFAULT_MODEL, FEATURE_LAYER
 from hierspeech.defaults import SAMPLE_RATE as SAMPLE_RATE  # re-exported: the rate of every model input
+from hierspeech.framing import padded_length
 from hierspeech.w2v_packed import PackedWav2Vec2, onednn_linear_available, packed_support
 
-XLSR_MODEL = "facebook/wav2vec2-xls-r-300m"
-HOP_MULTIPLE = 1280
 REFLECT_PAD = 40
 HOP = 320
 DEFAULT_MAX_BATCH_SAMPLES = 16000 * 120
 """Padded samples per batch (2 minutes of audio): bounds activation memory."""
 DEFAULT_MAX_PADDING = 0.25
 """Largest fraction of a batch's longest item that a shorter item may be padded with."""
+DEFAULT_CONV_CHUNK_FRAMES = 1500
+"""Output frames of all items of a batch that transformers' conv encoder computes at a time (30 s of
+audio): bounds its working memory (the first layer alone writes ~0.39 GB per minute of audio at the
+MMS width, ~24 GB for a one-hour item in one pass) whatever the items' lengths."""
+PRECISIONS = ("fp32", "bf16")
+"""How :meth:`Wav2Vec2Features.extract` computes: float32 (default; the packed CPU path or
+transformers'), or transformers' forward under bfloat16 autocast (faster on GPUs; its error against
+float32 is measured in the tests and docs/frontends.md)."""
 BACKENDS = ("auto", "packed", "transformers")
 """How :meth:`Wav2Vec2Features.extract` computes: ``packed`` is the CPU float32 path of
 :mod:`hierspeech.w2v_packed`; ``transformers`` is transformers' forward with padded batches
 and attention masks (any device and dtype); ``auto`` takes ``packed`` where it applies."""
-
-
-def padded_length(n_samples: int) -> int:
-    """Length after the end padding to a multiple of 1280 (before the reflect padding)."""
-    return (n_samples // HOP_MULTIPLE + 1) * HOP_MULTIPLE
 
 
 def num_frames(n_samples: int) -> int:
@@ -121,7 +124,9 @@ def _frozen_conv(conv: nn.Conv1d) -> nn.Conv1d:
 class Wav2Vec2Features(nn.Module):
     """A wav2vec 2.0 model cut after the layers that ``hidden_states[layer]`` needs."""
 
-    def __init__(self, model: Wav2Vec2Model, layer: int = FEATURE_LAYER) -> None:
+    def __init__(
+        self, model: Wav2Vec2Model, layer: int = FEATURE_LAYER, *, conv_chunk_frames: int | None = DEFAULT_CONV_CHUNK_FRAMES
+    ) -> None:
         super().__init__()
         config = model.config
         if not 0 <= layer <= config.num_hidden_layers:
@@ -136,6 +141,7 @@ class Wav2Vec2Features(nn.Module):
         model.encoder.pos_conv_embed.conv = _frozen_conv(model.encoder.pos_conv_embed.conv)
         self.model = model.eval()
         self.layer = layer
+        self.conv_chunk_frames = conv_chunk_frames
         self.requires_grad_(False)
         self._packed: PackedWav2Vec2 | None = None
 
@@ -179,18 +185,70 @@ class Wav2Vec2Features(nn.Module):
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, S) prepared audio (+ (B, S) 1/0 mask) -> (B, frames, C) ``hidden_states[layer]``."""
-        return self.model(input_values, attention_mask=attention_mask).last_hidden_state
+    @property
+    def device(self) -> torch.device:
+        """The device the model's weights are on."""
+        return next(self.parameters()).device
 
-    def backend_for(self, backend: str = "auto") -> str:
+    @property
+    def pads_exactly(self) -> bool:
+        """Whether a zero-padded, masked batch gives every item its solo features.
+
+        False for a group-normed conv encoder (wav2vec2-base): its GroupNorm normalises each channel
+        over the whole padded time axis, so padding changes the valid frames. `extract` then batches
+        only items of equal (prepared) length.
+        """
+        return self.model.config.feat_extract_norm == "layer"
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S) prepared audio (+ (B, S) 1/0 mask) -> (B, frames, C) ``hidden_states[layer]``.
+
+        transformers' forward, with the conv encoder run in bounded chunks (`conv_features`).
+        """
+        model = self.model
+        features = self.conv_features(input_values)
+        if attention_mask is not None:
+            attention_mask = model._get_feature_vector_attention_mask(
+                features.shape[1], attention_mask, add_adapter=False
+            )
+        hidden, _ = model.feature_projection(features)
+        return model.encoder(hidden, attention_mask=attention_mask)[0]
+
+    def conv_features(self, input_values: torch.Tensor) -> torch.Tensor:
+        """(B, S) prepared audio -> (B, frames, conv channels): transformers' conv encoder.
+
+        A layer-normed encoder (MMS, XLS-R) runs ``conv_chunk_frames`` output frames of the batch at
+        a time, each chunk from the samples its frames see: the convolutions are valid (no padding),
+        every chunk starts on a multiple of the total stride and the norms are per frame, so the
+        result equals one pass (to the rounding of the kernels on other lengths), while memory no
+        longer grows with the item's length. A group-normed encoder normalises over the whole signal
+        and runs in one pass.
+        """
+        encoder = self.model.feature_extractor
+        batch, samples = input_values.shape
+        stride, field = _conv_geometry(encoder)
+        frames = (samples - field) // stride + 1 if samples >= field else 0
+        chunk = None if self.conv_chunk_frames is None else max(1, self.conv_chunk_frames // batch)
+        if chunk is None or frames <= chunk or not self.pads_exactly:
+            return encoder(input_values).transpose(1, 2)
+        pieces = []
+        for first in range(0, frames, chunk):
+            last = min(frames, first + chunk)
+            pieces.append(encoder(input_values[:, stride * first : stride * (last - 1) + field]))
+        return torch.cat(pieces, dim=2).transpose(1, 2)
+
+    def backend_for(self, backend: str = "auto", precision: str = "fp32") -> str:
         """The backend `extract` uses: ``packed`` or ``transformers`` (see :data:`BACKENDS`)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown w2v backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown w2v precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if backend == "transformers":
             return backend
         parameter = next(self.parameters())
         reason = packed_support(self.model)
+        if reason is None and precision != "fp32":
+            reason = f"precision {precision} (the packed path is float32)"
         if reason is None and parameter.device.type != "cpu":
             reason = f"the model is on {parameter.device.type} (the packed path is for CPU)"
         if reason is None and parameter.dtype != torch.float32:
@@ -201,13 +259,16 @@ class Wav2Vec2Features(nn.Module):
             raise ValueError(f"w2v backend 'packed' does not apply: {reason}; use 'transformers'")
         return "transformers"
 
-    def backend_provenance(self, backend: str = "auto") -> dict[str, str]:
+    def backend_provenance(self, backend: str = "auto", precision: str = "fp32") -> dict[str, str]:
         """What to record of how features were computed: the backend `extract` uses and, for
-        the packed one, which linear kernels it runs on."""
-        chosen = self.backend_for(backend)
+        the packed one, which linear kernels it runs on; the precision when it is not float32."""
+        chosen = self.backend_for(backend, precision)
+        record = {"backend": chosen}
         if chosen == "packed":
-            return {"backend": chosen, "linear": "oneDNN" if onednn_linear_available() else "torch"}
-        return {"backend": chosen}
+            record["linear"] = "oneDNN" if onednn_linear_available() else "torch"
+        if precision != "fp32":
+            record["precision"] = precision
+        return record
 
     @torch.inference_mode()
     def extract(
@@ -219,6 +280,8 @@ class Wav2Vec2Features(nn.Module):
         max_padding: float = DEFAULT_MAX_PADDING,
         dtype: torch.dtype = torch.float16,
         backend: str = "auto",
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
     ) -> list[torch.Tensor]:
         """Features of each 16 kHz mono waveform, batched by length.
 
@@ -226,27 +289,36 @@ class Wav2Vec2Features(nn.Module):
         batch of equal lengths runs without one, exactly as a single item does. Valid frames
         never see the padding (the conv encoder's receptive field of the last valid frame ends
         at the item's end, and padded frames are zeroed before the positional conv and masked
-        in attention). packed backend: a batch's items are concatenated frame-wise, with no
-        padding at all (`max_padding` does not apply); `max_batch_samples` bounds the batch.
+        in attention), except in a group-normed conv encoder: for those (`pads_exactly` False)
+        only items of equal length share a batch. packed backend: a batch's items are
+        concatenated frame-wise, with no padding at all (`max_padding` does not apply);
+        `max_batch_samples` bounds the batch.
+
+        `device`: where the returned features live (``features.device`` keeps them on the model's
+        device, e.g. for a synthesizer on the same GPU). `precision` ``"bf16"`` runs transformers'
+        forward under bfloat16 autocast (see :data:`PRECISIONS`).
 
         Returns:
-            one (C, num_frames(T_i)) CPU tensor of `dtype` per input, in input order.
+            one (C, num_frames(T_i)) tensor of `dtype` on `device` per input, in input order.
         """
-        packed = self.backend_for(backend) == "packed"
+        packed = self.backend_for(backend, precision) == "packed"
         if packed and self._packed is None:
             self._packed = PackedWav2Vec2(self.model)
-        device = next(self.parameters()).device
+        model_device = self.device
         prepared = [prepare_audio(w) for w in wavs]
         lengths = [p.shape[0] for p in prepared]
+        padding = 1.0 if packed else (max_padding if self.pads_exactly else 0.0)
+        autocast = torch.autocast(model_device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
         results: dict[int, torch.Tensor] = {}
-        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, 1.0 if packed else max_padding):
+        for batch in length_buckets(lengths, max_batch_size, max_batch_samples, padding):
             if packed:
                 hidden = self._packed([prepared[i] for i in batch])
             else:
-                hidden = self._padded_batch([prepared[i] for i in batch], device)
+                with autocast:
+                    hidden = self._padded_batch([prepared[i] for i in batch], model_device)
             for row, i in enumerate(batch):
                 frames = (lengths[i] - 2 * REFLECT_PAD) // HOP
-                results[i] = hidden[row][:frames].transpose(0, 1).to(device="cpu", dtype=dtype)
+                results[i] = hidden[row][:frames].transpose(0, 1).to(device=device, dtype=dtype)
         return [results[i] for i in range(len(prepared))]
 
     def _padded_batch(self, prepared: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -261,6 +333,16 @@ class Wav2Vec2Features(nn.Module):
         return self(values.to(device), mask.to(device) if needs_mask else None)
 
 
+def _conv_geometry(encoder: nn.Module) -> tuple[int, int]:
+    """(total stride, receptive field) in samples of one output frame of a wav2vec 2.0 conv encoder."""
+    stride, field = 1, 1
+    for layer in encoder.conv_layers:
+        conv = layer.conv
+        field += (conv.kernel_size[0] - 1) * stride
+        stride *= conv.stride[0]
+    return stride, field
+
+
 def extract_w2v(
     model: Wav2Vec2Features,
     wavs: Sequence[np.ndarray | torch.Tensor],
@@ -270,6 +352,8 @@ def extract_w2v(
     max_padding: float = DEFAULT_MAX_PADDING,
     dtype: torch.dtype = torch.float16,
     backend: str = "auto",
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
 ) -> list[torch.Tensor]:
     """Functional form of :meth:`Wav2Vec2Features.extract`: one (C, frames) tensor per waveform."""
     return model.extract(
@@ -279,4 +363,6 @@ def extract_w2v(
         max_padding=max_padding,
         dtype=dtype,
         backend=backend,
+        device=device,
+        precision=precision,
     )

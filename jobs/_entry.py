@@ -13,10 +13,10 @@ Adding a job entry point is three lines (see jobs/prepare.py): the `hsp` command
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -34,18 +34,24 @@ class JobSpecError(ConfigError):
 
 
 def job_command(name: str) -> click.Command:
-    """The `hsp` subcommand a job name refers to."""
+    """The `hsp` command of registered job `name` (e.g. synthesize_vc -> `hsp synthesize vc`)."""
     from pipeline.cli import main as hsp
+    from pipeline.registry import JOBS
 
-    command = hsp.commands.get(name)
-    if command is None:
-        known = sorted(n for n, c in hsp.commands.items() if _is_job_command(c))
-        raise JobSpecError(f"unknown job {name!r}; known jobs: {', '.join(known)}")
+    spec = JOBS.get(name)
+    if spec is None:
+        raise JobSpecError(f"unknown job {name!r}; known jobs: {', '.join(sorted(JOBS))}")
+    command: click.Command = hsp
+    for part in spec.command:
+        command = command.commands[part]  # type: ignore[attr-defined]
     return command
 
 
-def _is_job_command(command: click.Command) -> bool:
-    return any(p.name == "stage_resources" for p in command.params)
+def command_words(name: str) -> list[str]:
+    """The words after `hsp` that name job `name`'s command."""
+    from pipeline.registry import job_spec
+
+    return list(job_spec(name).command)
 
 
 def _keys_of(param: click.Parameter) -> list[str]:
@@ -104,6 +110,8 @@ def _option_argv(param: click.Option, key: str, value: Any) -> list[str]:
     values = value if param.multiple and isinstance(value, list) else [value]
     argv: list[str] = []
     for one in values:
+        if isinstance(one, dict | list) and param.metavar == "JSON":  # --storage-options: YAML mapping -> JSON
+            one = json.dumps(one, sort_keys=True)
         if isinstance(one, dict | list):
             raise JobSpecError(f"key '{key}' takes a single value, not {one!r}")
         argv += [flag, str(one)]
@@ -178,7 +186,7 @@ def run_job_yaml(job: str, path: str, *, check_only: bool = False) -> int:
     except (JobSpecError, FileNotFoundError, OSError) as exc:
         click.echo(f"Error: {exc}", err=True)
         return 2
-    click.echo(f"[{job}] equivalent command: hsp {job} {shlex.join(argv)}", err=True)
+    click.echo(f"[{job}] equivalent command: hsp {' '.join(command_words(job))} {shlex.join(argv)}", err=True)
     obj = {"command": [*prog.split(), path]}
     try:
         # parsing runs every type check and callback: nothing has started when this fails
@@ -190,7 +198,7 @@ def run_job_yaml(job: str, path: str, *, check_only: bool = False) -> int:
         from pipeline.cli import main as hsp
 
         # through the root group, so errors are mapped exactly as for `hsp` itself
-        hsp.main(args=[job, *argv], prog_name=prog, obj=obj, standalone_mode=False)
+        hsp.main(args=[*command_words(job), *argv], prog_name=prog, obj=obj, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -224,10 +232,6 @@ def job_main(job: str | None, argv: list[str] | None = None) -> int:
             click.echo(f"Error: {args.spec} has no '{JOB_KEY}:' key; use python -m jobs.<job> or add one", err=True)
             return 2
     return run_job_yaml(job, args.spec, check_only=args.check)
-
-
-def examples_dir() -> Path:
-    return Path(__file__).resolve().parent / "examples"
 
 
 if __name__ == "__main__":

@@ -1,41 +1,55 @@
-"""The `hsp augment` plan: K synthetic variants per ASR utterance, voices drawn from other speakers.
+"""`hsp augment`: K synthetic variants per ASR utterance, voices drawn from other speakers.
 
-`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows; the synthesis
-job (pipeline/synthesize.py) runs them. The prompt pool (another manifest, or the manifest
+`augment_plan` expands a manifest (id, audio, text, speaker) into synthesis rows, written once to
+OUT/plan.parquet (`write_plan`: a re-run must find the same plan there); the synthesis stages
+(pipeline/synthesize.py) run the plan as the `augment` job. The prompt pool (another manifest, or the manifest
 itself) is sorted by id and grouped by speaker once, so a row's candidates (every prompt of
 another speaker, never the row itself) are the pool minus one speaker's block, addressed by
 rank without being built: O(n log n) work overall instead of a pass over the pool per row.
 
 Two prompt rules, both deterministic (seeded by sha256 of --seed, the row id and the mode):
-- ``uniform-row`` (default, the rule plans have always used): a permutation of all candidates,
-  variant k takes the k-th. Every prompt utterance is equally likely, so speakers with many
-  utterances supply most voices. The permutation itself touches every candidate (numpy's
-  shuffle, in C): this rule costs O(pool) per row, and is kept byte-identical so an existing
-  output folder's plan.parquet still matches on resume.
+- ``uniform-row`` (default): variant k takes the k-th of a uniformly random order of the
+  candidates. Every prompt utterance is equally likely, so speakers with many utterances supply
+  most voices. Plan version 2 draws the order lazily (`distinct_draws`): O(K) per row. Plan
+  version 1 (plans written before versions were recorded) permuted every candidate, O(pool) per
+  row; it is kept only so that an existing output folder's plan.parquet still matches on resume.
 - ``uniform-speaker``: variant k takes the k-th of a random order of the other speakers (each
-  equally likely), then a random utterance of that speaker. O(K) per row.
+  equally likely), then a random utterance of that speaker. O(K) per row; the same in every version.
 In both, variant k of a row does not depend on K (``__vc0`` of K=1 is ``__vc0`` of K=3).
 Variants cycle when there are fewer candidates (speakers) than K. A row without any candidate
-gets a null prompt, which the job records as an error row.
+gets a null prompt, which the job records as an error row. The plan's version is stored in
+plan.parquet's schema metadata (`PLAN_VERSION_KEY`); `plan_version_of` reads it back.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline.engine.job import Job, JobSpec
 from pipeline.errors import ConfigError, InputError
+from pipeline.io.manifest import Column
 from pipeline.io.uri import is_uri
 from pipeline.stages.synthesis_params import derive_seed
+from pipeline.synthesize import PLAN_COLUMNS, SYNTHESIZE_INDEX_FIELDS, SynthesizeConfig, synthesize_job
 
+AUGMENT_COLUMNS = (
+    Column("text", "string", required=True, doc="transcript, carried over to every variant"),
+    Column("speaker", "string", required=True, doc="prompts are drawn from other speakers"),
+)
+PLAN_FILE = "plan.parquet"
 PROMPT_SAMPLING = ("uniform-row", "uniform-speaker")
+PLAN_VERSION = 2  # what new plans are written with
+PLAN_VERSIONS = (1, 2)  # what this code can rebuild (1: the legacy uniform-row permutation)
+PLAN_VERSION_KEY = b"hsp_plan_version"
 AUGMENT_MODES = {"vc": ("vc",), "tts": ("tts",), "both": ("vc", "tts")}
 PLAN_SCHEMA = pa.schema(
     [
@@ -54,8 +68,12 @@ class AugmentOptions:
     mode: str = "vc"  # vc | tts | both
     seed: int = 0
     prompt_sampling: str = "uniform-row"  # uniform-row | uniform-speaker
+    plan_version: int = PLAN_VERSION  # 1 only to rebuild a plan written before versions were recorded
 
     def __post_init__(self) -> None:
+        if self.plan_version not in PLAN_VERSIONS:
+            raise ConfigError(f"plan version {self.plan_version} is not one this version of hierspeech-pipeline can build "
+                              f"(known: {', '.join(map(str, PLAN_VERSIONS))}); upgrade, or write to a new output folder")
         if self.mode not in AUGMENT_MODES:
             raise ConfigError(f"augment mode must be one of {sorted(AUGMENT_MODES)}, got {self.mode!r}")
         if self.prompt_sampling not in PROMPT_SAMPLING:
@@ -150,7 +168,12 @@ def _uniform_row(pool: PromptPool, source_id: str, speaker: Any, mode: str, opti
     if candidates == 0:
         return [None] * options.variants
     rng = np.random.default_rng(derive_seed(options.seed, source_id, mode))
-    ranks = rng.permutation(candidates)[: min(options.variants, candidates)]
+    wanted = min(options.variants, candidates)
+    if options.plan_version == 1:  # legacy: a permutation of every candidate, O(pool) per row
+        ranks = rng.permutation(candidates)[:wanted]
+    else:
+        draws = distinct_draws(rng, candidates)
+        ranks = np.fromiter((next(draws) for _ in range(wanted)), dtype=np.int64, count=wanted)
     picked = positions_of_ranks(ranks, offsets).tolist()
     return [picked[k % len(picked)] for k in range(options.variants)]
 
@@ -263,7 +286,61 @@ def augment_plan(manifest: pa.Table, base_dir: Path | None, options: AugmentOpti
                 columns["prompt_audio"].append(prompt_audio if mode == "tts" else None)
                 columns["variant"].append(k)
                 columns["seed"].append(derive_seed(options.seed, out_id))
-    return pa.table({name: pa.array(values, type=PLAN_SCHEMA.field(name).type) for name, values in columns.items()}, schema=PLAN_SCHEMA)
+    schema = PLAN_SCHEMA.with_metadata({PLAN_VERSION_KEY: str(options.plan_version).encode()})
+    return pa.table({name: pa.array(values, type=PLAN_SCHEMA.field(name).type) for name, values in columns.items()}, schema=schema)
+
+
+def plan_for_output(output: str | Path, build: Callable[[int], pa.Table]) -> tuple[Path, pa.Table, int, bool]:
+    """The plan `hsp augment` runs in `output`: (path, plan, version, kept an existing one).
+
+    A plan.parquet already there is rebuilt by `build(version)` with the version it was written
+    with (1 when it records none) and must be equal, so a resume runs the rows the first run
+    planned; another plan there is a conflict. Otherwise `build(PLAN_VERSION)` is written.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.io.output import OutputConflictError
+
+    path = Path(output) / PLAN_FILE
+    if path.exists():
+        version = plan_version_of(pq.read_schema(path))
+        plan = build(version)
+        if not pq.read_table(path).equals(plan):
+            raise OutputConflictError(f"{path} holds another plan (other manifest, prompts, --variants, --mode, --prompt-sampling "
+                                      "or --seed); re-run with the original settings to resume, or use a new output folder")
+        return path, plan, version, True
+    plan = build(PLAN_VERSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{PLAN_FILE}.tmp")
+    pq.write_table(plan, temporary)
+    temporary.replace(path)  # never a half-written plan under the name a resume reads
+    return path, plan, PLAN_VERSION, False
+
+
+def plan_version_of(plan: pa.Table | pa.Schema) -> int:
+    """The version a plan was written with (1: written before versions were recorded)."""
+    metadata = (plan.schema if isinstance(plan, pa.Table) else plan).metadata or {}
+    raw = metadata.get(PLAN_VERSION_KEY)
+    if raw is None:
+        return 1
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InputError(f"plan.parquet has an unreadable plan version {raw!r}; write to a new output folder") from exc
+
+
+def prompt_speaker_summary(plan: pa.Table, top: int = 10) -> dict[str, Any]:
+    """The summary's view of the plan's voices: how many speakers, the most and least used, the full histogram."""
+    histogram = prompt_speaker_histogram(plan)
+    counts = list(histogram.values())
+    return {
+        "speakers": len(histogram),
+        "rows_with_prompt": sum(counts),
+        "most_used": list(histogram.items())[:top],
+        "max_rows_per_speaker": max(counts, default=0),
+        "min_rows_per_speaker": min(counts, default=0),
+        "histogram": histogram,
+    }
 
 
 def prompt_speaker_histogram(plan: pa.Table) -> dict[str, int]:
@@ -277,3 +354,74 @@ def prompt_speaker_histogram(plan: pa.Table) -> dict[str, int]:
     counts = pc.value_counts(pc.fill_null(with_prompt.column("speaker"), ""))
     pairs = [(str(v["values"]), int(v["counts"])) for v in counts.to_pylist()]
     return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The plan (variants, modes, prompt pool, seed) and the synthesis that runs it.
+
+    `synthesis` has no row mode (each plan row has one) and runs the modes of `plan.mode`;
+    `plan.seed` seeds the prompt choice, `synthesis.defaults.seed` the rows (the CLI gives both --seed).
+    """
+
+    synthesis: SynthesizeConfig
+    plan: AugmentOptions = field(default_factory=AugmentOptions)
+    prompts: str | None = None  # prompt pool manifest (id, audio, speaker); None: the manifest itself
+
+    def __post_init__(self) -> None:
+        if self.synthesis.mode is not None or tuple(self.synthesis.modes) != AUGMENT_MODES[self.plan.mode]:
+            raise ConfigError(f"augment's synthesis runs plan rows: mode None and modes {AUGMENT_MODES[self.plan.mode]}, "
+                              f"got mode {self.synthesis.mode!r} and modes {self.synthesis.modes}")
+
+
+def augment_job(config: AugmentConfig) -> Job:
+    """The synthesis stages over a plan (its rows carry their mode): job `augment`."""
+    job = synthesize_job(config.synthesis, spec=AUGMENT, columns=PLAN_COLUMNS)
+    job.summary_extra = lambda out_root: augment_summary(out_root, config.plan.prompt_sampling)
+    return job
+
+
+def write_plan(config: AugmentConfig, manifest_path: str, out_root: str) -> str:
+    """Validate the manifest, build the plan and write it to OUT/plan.parquet once; returns its path.
+
+    A re-run finds its own plan there, rebuilt with the plan version it was written with, and
+    goes on; another plan there (other manifest, prompts, variants, mode, prompt rule or seed) is
+    refused, so a resume never mixes two plans (see `plan_for_output`).
+    """
+    from pipeline.io.manifest import ManifestError, read_manifest, validate_table, with_base_columns
+
+    source = Path(manifest_path)
+    table = read_manifest(source)
+    report = validate_table(table, with_base_columns(AUGMENT_COLUMNS), base_dir=source.resolve().parent, check_files=False)
+    if not report.ok:
+        raise ManifestError(str(manifest_path), report)
+    prompts = read_manifest(config.prompts) if config.prompts else None
+    prompts_dir = Path(config.prompts).resolve().parent if config.prompts else None
+
+    def build(version: int) -> pa.Table:
+        return augment_plan(table, source.resolve().parent, replace(config.plan, plan_version=version), prompts, prompts_dir)
+
+    plan_path, plan, version, kept = plan_for_output(out_root, build)
+    print(f"{'kept' if kept else 'wrote'} {plan_path} (plan version {version}): {plan.num_rows} rows ({config.plan.variants} "
+          f"variant(s) x {config.plan.mode} for {table.num_rows} utterances, {config.plan.prompt_sampling} prompts)", file=sys.stderr)
+    return str(plan_path)
+
+
+def augment_summary(out_root: str, prompt_sampling: str) -> dict[str, Any]:
+    """What augment adds to summary.json: the prompt rule, the plan version, the prompt-speaker histogram."""
+    import pyarrow.parquet as pq
+
+    plan = pq.read_table(Path(out_root) / PLAN_FILE)
+    return {"prompt_sampling": prompt_sampling, "plan_version": plan_version_of(plan), "prompt_speakers": prompt_speaker_summary(plan)}
+
+
+AUGMENT = JobSpec(
+    name="augment",
+    command=("augment",),
+    config=AugmentConfig,
+    build=augment_job,
+    columns=AUGMENT_COLUMNS,
+    index_fields=tuple(SYNTHESIZE_INDEX_FIELDS),
+    input_manifest=write_plan,
+)

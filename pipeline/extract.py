@@ -12,8 +12,11 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
+from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import FEATURE_LAYER, SAMPLE_RATE
+from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from pipeline.engine.job import Job
+from pipeline.engine.job import Job, JobSpec
 from pipeline.engine.stage import Resources, Stage
 from pipeline.errors import ConfigError
 from pipeline.stages.decode import TRUNCATED_FIELD, DecodeStage
@@ -55,8 +58,8 @@ class ExtractConfig:
     """What to extract and how; everything here that changes the output is recorded in job.json."""
 
     features: tuple[str, ...] = DEFAULT_FEATURES
-    w2v_model: str = "facebook/mms-300m"
-    w2v_layer: int = 7
+    w2v_model: str = DEFAULT_W2V_MODEL  # hub id or local folder
+    w2v_layer: int = FEATURE_LAYER  # hidden_states index kept
     w2v_dtype: str = "float16"
     f0_max: float | None = None
     f0_backend: str = DEFAULT_F0_BACKEND
@@ -65,7 +68,7 @@ class ExtractConfig:
     add_blank: bool = True
     max_tokens: int | None = 1024
     denoiser_ckpt: str | None = None
-    denoise_chunk_seconds: float | None = 4.0
+    denoise_chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS
     max_seconds: float | None = 3600.0
     channel_policy: str = "first"
     # how to run (not recorded: they do not change the output)
@@ -122,7 +125,7 @@ def extract_job(config: ExtractConfig) -> Job:
             return Resources(num_cpus=config.cpus_per_task)
 
         stages: list[Stage] = [
-            DecodeStage(16000, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
+            DecodeStage(SAMPLE_RATE, channel_policy=config.channel_policy, max_seconds=config.max_seconds,
                         min_length=for_extract(config.features), resources=cpu()),
             StoredAudioStage(bits=16, resources=cpu()),
         ]
@@ -159,4 +162,14 @@ def extract_job(config: ExtractConfig) -> Job:
             )
         return stages
 
-    return Job(name="extract", build_stages=build, index_fields=EXTRACT_INDEX_FIELDS, output_options=config.output_options())
+    return EXTRACT.job(build, config.output_options())
+
+
+EXTRACT = JobSpec(
+    name="extract",
+    command=("extract",),
+    config=ExtractConfig,
+    build=extract_job,
+    columns=(),  # text (tokens) and language (espeak voice) are base columns
+    index_fields=tuple(EXTRACT_INDEX_FIELDS),
+)

@@ -26,7 +26,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned resolve would pull a newer CUDA build (gigabytes).
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[dev,score]"
+# cloud: s3fs for the object-store tests (a real S3 server, moto, on 127.0.0.1)
+.venv/bin/python -m pip install -q -e ".[dev,score,cloud]"
 # resemblyzer (speaker similarity) without its declared deps: `webrtcvad` compiles C (the score
 # extra's webrtcvad-wheels provides the module) and `typing` is the standard library's.
 .venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4

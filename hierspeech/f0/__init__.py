@@ -1,7 +1,8 @@
 """F0 front-end: YAAPT pitch at 200 Hz on 16 kHz audio, padded as the checkpoints were trained.
 
-Padding rule (the one place it lives): zero-pad the END to the next multiple of 1280 samples (a
-full 1280 more when the length already is a multiple), then 160 zeros on both sides, float64.
+Padding: the end padding of every feature (`hierspeech.framing.padded_length`: zero-pad the END to the
+next multiple of 1280 samples, a full 1280 more when the length already is a multiple), then 160 zeros
+on both sides, float64.
 The result has ``padded_length / 80`` frames, four per w2v/mel frame (hop 320).
 
 Backends (all take the padded float64 signal and return YAAPT's ``samp_values``):
@@ -16,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from hierspeech.framing import HOP_MULTIPLE, padded_length
+
 SAMPLE_RATE = 16000
-HOP_MULTIPLE = 1280
-"""Audio is padded to a multiple of this (= 4 mel/w2v hops of 320 = 16 F0 hops of 80)."""
 F0_HOP = 80
 """Samples per F0 frame (5 ms at 16 kHz)."""
 EDGE_PAD = 160
@@ -60,13 +61,6 @@ class F0ExtractionError(RuntimeError):
 
 class F0BackendUnavailableError(ImportError):
     """The requested F0 backend is unknown or its module cannot be imported."""
-
-
-def padded_length(n_samples: int, *, pad_end: bool = True) -> int:
-    """Length after the end padding to a multiple of 1280 (without the 160-sample edges)."""
-    if not pad_end:
-        return n_samples
-    return (n_samples // HOP_MULTIPLE + 1) * HOP_MULTIPLE
 
 
 def num_frames(n_samples: int, *, pad_end: bool = True) -> int:

@@ -148,6 +148,140 @@ def last_argmin(v: np.ndarray) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# Band-pass FIR and NLFER: the two dense products, here so that no BLAS (and no BLAS thread pool) is used.
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def fir_pair(taps: np.ndarray, x: np.ndarray, out: np.ndarray, out_sq: np.ndarray) -> None:
+    """Causal FIR of x and of x**2 (``lfilter(taps, 1, .)`` with zero initial state) into out, out_sq (L,).
+
+    Direct sums, four outputs per pass so each tap load serves eight products; they differ from
+    lfilter's by ulps (~1e-16 here), independent of length (no FFT, no block-size choice).
+    """
+    m = taps.shape[0]
+    n = x.shape[0]
+    pad = np.zeros(n + m + 3)
+    pad[m - 1 : m - 1 + n] = x
+    sq = pad * pad
+    rev = taps[::-1].copy()
+    for i in range(0, n, 4):
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        q0 = 0.0
+        q1 = 0.0
+        q2 = 0.0
+        q3 = 0.0
+        p0 = pad[i:]
+        p1 = pad[i + 1 :]
+        p2 = pad[i + 2 :]
+        p3 = pad[i + 3 :]
+        s0 = sq[i:]
+        s1 = sq[i + 1 :]
+        s2 = sq[i + 2 :]
+        s3 = sq[i + 3 :]
+        for t in range(m):
+            c = rev[t]
+            a0 += c * p0[t]
+            a1 += c * p1[t]
+            a2 += c * p2[t]
+            a3 += c * p3[t]
+            q0 += c * s0[t]
+            q1 += c * s1[t]
+            q2 += c * s2[t]
+            q3 += c * s3[t]
+        out[i] = a0
+        out_sq[i] = q0
+        if i + 1 < n:
+            out[i + 1] = a1
+            out_sq[i + 1] = q1
+        if i + 2 < n:
+            out[i + 2] = a2
+            out_sq[i + 2] = q2
+        if i + 3 < n:
+            out[i + 3] = a3
+            out_sq[i + 3] = q3
+
+
+@_jit
+def _norm(re: float, im: float) -> float:
+    a = np.float64(re)
+    b = np.float64(im)
+    return np.sqrt(a * a + b * b)
+
+
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def nlfer_energy(
+    x: np.ndarray, nframes: int, frame_size: int, hop: int, cos_t: np.ndarray, sin_t: np.ndarray, out: np.ndarray
+) -> None:
+    """out[f] = sum_k |X_f(k)|: the magnitude sum of frame f's windowed DFT over the NLFER band.
+
+    Frame f is x[f*hop : f*hop + frame_size]. cos_t / sin_t are the folded bases of
+    ``fast._nlfer_basis`` transposed to (K4, ceil(L/2)) and (K4, L//2), float32, K4 a multiple of 4 (zero rows give
+    zero terms). Products in float32 as the GEMM they replace, two frames by four bins per pass;
+    magnitudes and their sum in float64.
+    """
+    half = frame_size // 2
+    nc = cos_t.shape[1]
+    nbins = cos_t.shape[0]
+    folded_sum = np.zeros((2, nc), dtype=np.float32)
+    folded_diff = np.zeros((2, nc), dtype=np.float32)
+    for f in range(0, nframes, 2):
+        rows = min(2, nframes - f)
+        for r in range(rows):
+            base = (f + r) * hop
+            for i in range(half):
+                a = x[base + i]
+                b = x[base + frame_size - 1 - i]
+                folded_sum[r, i] = a + b
+                folded_diff[r, i] = a - b
+            if frame_size % 2:
+                folded_sum[r, half] = x[base + half]
+        u = folded_sum[0]
+        v = folded_sum[1]
+        du = folded_diff[0]
+        dv = folded_diff[1]
+        e0 = 0.0
+        e1 = 0.0
+        for k in range(0, nbins, 4):
+            ca = cos_t[k]
+            cb = cos_t[k + 1]
+            cc = cos_t[k + 2]
+            cd = cos_t[k + 3]
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = np.float32(0.0)
+            for i in range(nc):
+                c00 += u[i] * ca[i]
+                c01 += u[i] * cb[i]
+                c02 += u[i] * cc[i]
+                c03 += u[i] * cd[i]
+                c10 += v[i] * ca[i]
+                c11 += v[i] * cb[i]
+                c12 += v[i] * cc[i]
+                c13 += v[i] * cd[i]
+            sa = sin_t[k]
+            sb = sin_t[k + 1]
+            sc = sin_t[k + 2]
+            sd = sin_t[k + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
+            for i in range(half):
+                s00 += du[i] * sa[i]
+                s01 += du[i] * sb[i]
+                s02 += du[i] * sc[i]
+                s03 += du[i] * sd[i]
+                s10 += dv[i] * sa[i]
+                s11 += dv[i] * sb[i]
+                s12 += dv[i] * sc[i]
+                s13 += dv[i] * sd[i]
+            e0 += (_norm(c00, s00) + _norm(c01, s01)) + (_norm(c02, s02) + _norm(c03, s03))
+            e1 += (_norm(c10, s10) + _norm(c11, s11)) + (_norm(c12, s12) + _norm(c13, s13))
+        out[f] = e0
+        if rows == 2:
+            out[f + 1] = e1
+
+
+# --------------------------------------------------------------------------------------------------
 # Spectral harmonics correlation (SHC) and its peak picking.
 # --------------------------------------------------------------------------------------------------
 
@@ -447,6 +581,32 @@ def nccf_track(
             for r in range(maxcands):
                 out_merit[r, f] = out_merit[r, f] / mm
     return out_pitch, out_merit
+
+
+# --------------------------------------------------------------------------------------------------
+# Median filter (scipy.signal.medfilt on 1-D input), without its per-call overhead.
+# --------------------------------------------------------------------------------------------------
+
+
+@_jit
+def median_filter(x: np.ndarray, size: int) -> np.ndarray:
+    """scipy.signal.medfilt(x, size) for 1-D finite x and odd size: the median of each centred window,
+    zeros beyond both ends. A selection, so bit-identical to scipy's result."""
+    n = x.shape[0]
+    half = size // 2
+    out = np.empty(n)
+    window = np.empty(size)
+    for i in range(n):
+        for j in range(size):
+            k = i - half + j
+            v = x[k] if 0 <= k < n else 0.0
+            m = j  # insertion sort of the window so far
+            while m > 0 and window[m - 1] > v:
+                window[m] = window[m - 1]
+                m -= 1
+            window[m] = v
+        out[i] = window[half]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,23 +1,28 @@
 """Fast YAAPT F0: amfm_decompy's ``pYAAPT.yaapt`` re-implemented with vectorised numpy and numba kernels.
 
 HierSpeech++ was trained on pYAAPT F0. :func:`yaapt_fast` returns the same frame-level track as
-``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values`` (float64 Hz, 0 = unvoiced), ~10x faster on
-one core (bench/bench_f0_speed.py):
+``pYAAPT.yaapt(SignalObj(signal, fs), **params).samp_values`` (float64 Hz, 0 = unvoiced), 11-17x faster
+per CPU second on 2-15 s clips (with or without BLAS threads) and ~19x on a 98 s one (bench/bench_f0_speed.py,
+docs/f0.md):
 
 * pYAAPT's Python per-frame loops (SHC + peak picking, NCCF + candidate picking, both dynamic programmes)
   run in numba kernels (:mod:`hierspeech.f0._yaapt_kernels`), step for step the same decisions;
 * the SHC spectra (8192-point FFTs of the voiced frames) are computed in float32, in cached chunks;
-* the NLFER needs ~150 bins of an 8192-point spectrum of 320-sample frames: one float32 GEMM with a DFT
-  basis instead of 608 full FFTs;
-* the band-pass FIR runs as an FFT (overlap-add) convolution;
+* the NLFER needs ~150 bins of an 8192-point spectrum of 320-sample frames: a compiled float32 product
+  with a folded DFT basis instead of 608 full FFTs;
+* the band-pass FIR (of the signal and of its square) is one compiled pass of direct sums;
+* no BLAS call at all: numpy's OpenBLAS starts a thread per core, and on a small product per call its
+  threads spun for longer than the work took (2-3x the CPU time of a 3 s clip; on a loaded machine
+  worse). Constants (filter taps, DFT bases, windows) are built once per parameter set and cached;
 * the array glue (spectral-track smoothing, candidate refinement, cost matrices) uses the same numpy/scipy
-  calls as the reference, so degenerate inputs behave (and raise) as in pYAAPT.
+  calls as the reference (median filters compiled, same results), so degenerate inputs behave (and
+  raise) as in pYAAPT.
 
 Exactness: reductions that pYAAPT does with numpy (means, SHC row sums, NCCF window energies' inputs)
 follow numpy's pairwise order; pYAAPT's BLAS dot products (NCCF, FIR) have a machine-dependent order, so
-ours differ from them by ulps, as do the float32 spectra by ~1e-7 relative. The final dynamic programme has
-exact ties (candidates duplicated on purpose) that such differences can break the other way, so a few
-frames per thousand can differ (by one NCCF lag or a halving/doubling); see bench/bench_f0_parity.py.
+ours differ from them by ulps, as do the float32 spectra and NLFER energies by ~1e-7 relative. The final
+dynamic programme has exact ties (candidates duplicated on purpose) that such differences can break the
+other way, so a few frames per thousand can differ (by one NCCF lag or a halving/doubling); see bench/bench_f0_parity.py.
 
 Algorithm: Zahorian & Hu, "A spectral/temporal method for robust fundamental frequency tracking",
 JASA 123(6), 2008.
@@ -32,7 +37,7 @@ import numpy as np
 import scipy.fft
 import scipy.interpolate
 import scipy.signal
-from scipy.signal import firwin, lfilter, medfilt
+from scipy.signal import firwin, lfilter
 from scipy.signal.windows import hann, kaiser
 
 from hierspeech.f0 import _yaapt_kernels as K
@@ -41,7 +46,6 @@ __all__ = ["YaaptParams", "yaapt_fast", "yaapt_fast_batch"]
 
 # NLFER DFT in float32 (half the cost; energies agree to ~1e-7, no voicing decision changed on the corpus)
 _NLFER_DTYPE = np.float32
-_FIR = "fft"  # "direct" = scipy lfilter, as pYAAPT
 _FFT_CHUNK = 32  # SHC frames per FFT call: the zero-padded chunk stays in cache
 
 
@@ -86,44 +90,64 @@ class YaaptParams:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False  # cached arrays are shared by every later call
+    return a
+
+
 @lru_cache(maxsize=8)
 def _bandpass(fs: float, order: int, low: float, high: float) -> np.ndarray:
-    return firwin(order + 1, [low / (fs / 2), high / (fs / 2)], pass_zero=False)
+    return _read_only(firwin(order + 1, [low / (fs / 2), high / (fs / 2)], pass_zero=False))
 
 
 @lru_cache(maxsize=8)
-def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """Folded Hann-windowed DFT basis for bins [k_lo, k_hi) of an nfft-point transform.
+def _nlfer_basis(frame_size: int, nfft: int, k_lo: int, k_hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Folded Hann-windowed DFT basis for bins [k_lo, k_hi) of an nfft-point transform, bin-major.
 
     The window is symmetric, so about the frame centre c the spectrum is C - iS (times a phase) with
     C = sum_n<L/2 (x[n] + x[L-1-n]) w[n] cos(w_k (n-c)) (+ the middle sample when L is odd) and
     S = sum_n<L/2 (x[n] - x[L-1-n]) w[n] sin(w_k (n-c)): half the multiply-adds of the plain DFT.
-    Returns the cos basis (ceil(L/2), K) and the sin basis (L//2, K).
+    Returns the cos basis (K4, ceil(L/2)) and the sin basis (K4, L//2), float32, K4 = K rounded up to a
+    multiple of 4 with zero rows (the kernel takes four bins per pass; a zero row adds |0| = 0).
     """
     window = hann(frame_size + 2)[1:-1]
     half = frame_size // 2
-    n = np.arange((frame_size + 1) // 2)[:, None]
-    k = np.arange(k_lo, k_hi)[None, :]
+    n = np.arange((frame_size + 1) // 2)[None, :]
+    k = np.arange(k_lo, k_hi)[:, None]
     ang = (2.0 * np.pi / nfft) * k * (n - (frame_size - 1) / 2.0)
-    w = window[: n.shape[0], None]
-    return (w * np.cos(ang)).astype(dtype), (w[:half] * np.sin(ang[:half])).astype(dtype)
+    w = window[None, : n.shape[1]]
+    rows = -(-(k_hi - k_lo) // 4) * 4
+    cos_t = np.zeros((rows, n.shape[1]), dtype=_NLFER_DTYPE)
+    sin_t = np.zeros((rows, half), dtype=_NLFER_DTYPE)
+    cos_t[: k_hi - k_lo] = w * np.cos(ang)
+    sin_t[: k_hi - k_lo] = w[:, :half] * np.sin(ang[:, :half])
+    return _read_only(cos_t), _read_only(sin_t)
 
 
 @lru_cache(maxsize=8)
 def _kaiser(n: int) -> np.ndarray:
-    return kaiser(n, 0.5)
+    return _read_only(kaiser(n, 0.5))
 
 
 def _bandpass_both(b: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pYAAPT's causal FIR (lfilter(b, 1, .)) of x and of x**2, each (L,).
+    """pYAAPT's causal FIR (lfilter(b, 1, .)) of x and of x**2, each (L,), in one compiled pass.
 
-    Overlap-add FFT convolution: ~40% less time than lfilter's direct sums, equal to them to ~1e-16
-    (lfilter's sums go through BLAS dot products, whose order we cannot reproduce anyway).
+    Equal to lfilter's to ~1e-16 (its sums' order differs from ours anyway) at any length, with no
+    FFT block-size choice (scipy's oaconvolve slowed down sharply for some lengths).
     """
-    n = x.shape[0]
-    if _FIR == "direct" or n < 4 * b.shape[0]:
-        return lfilter(b, 1, x), lfilter(b, 1, x**2)
-    return scipy.signal.oaconvolve(x, b)[:n], scipy.signal.oaconvolve(x**2, b)[:n]
+    filtered = np.empty_like(x)
+    filtered_sq = np.empty_like(x)
+    K.fir_pair(b, x, filtered, filtered_sq)
+    return filtered, filtered_sq
+
+
+def _medfilt(x: np.ndarray, size: int) -> np.ndarray:
+    """scipy.signal.medfilt(x, size) of a 1-D array, compiled (scipy's own call costs more than the work here);
+    scipy's where it would warn, raise or meet a NaN."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if size % 2 == 0 or size > x.shape[0] or np.isnan(x).any():
+        return scipy.signal.medfilt(x, size)
+    return K.median_filter(x, size)
 
 
 def _frames(x: np.ndarray, count: int, length: int, hop: int) -> np.ndarray:
@@ -144,17 +168,9 @@ def _nlfer(filtered: np.ndarray, fs: float, frame_size: int, hop: int, p: YaaptP
     k_hi = int(np.around((p.f0_max / fs) * p.fft_length))
     size = filtered.shape[0]
     nframes = len(range(frame_size // 2, size - frame_size // 2, hop))
-    frames = _frames(filtered, nframes, frame_size, hop)
-    cos_b, sin_b = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi, _NLFER_DTYPE)
-    half = frame_size // 2
-    head = frames[:, :half]
-    tail = frames[:, : frame_size - half - 1 : -1]  # x[L-1-n] for n < L/2
-    summed = np.empty((nframes, cos_b.shape[0]), dtype=_NLFER_DTYPE)
-    summed[:, :half] = head + tail
-    if frame_size % 2:
-        summed[:, half] = frames[:, half]
-    diff = (head - tail).astype(_NLFER_DTYPE)
-    energy = np.hypot(summed @ cos_b, diff @ sin_b).astype(np.float64).sum(axis=1)
+    cos_t, sin_t = _nlfer_basis(frame_size, p.fft_length, k_lo, k_hi)
+    energy = np.empty(nframes)
+    K.nlfer_energy(filtered, nframes, frame_size, hop, cos_t, sin_t, energy)
     return energy / np.mean(energy)
 
 
@@ -209,7 +225,7 @@ def _spec_track(
     cols = np.arange(nv)
     pick = (np.abs(v_pitch - 0.8 * avg_v) * (3 - v_merit)).argmin(0)
     picked_merit = v_merit[pick, cols]
-    v_pitch[pick, cols] = medfilt(v_pitch[pick, cols], max(1, p.median_value - 2))
+    v_pitch[pick, cols] = _medfilt(v_pitch[pick, cols], max(1, p.median_value - 2))
     v_merit[pick, cols] = picked_merit
     k1 = p.dp5_k1 * std_v / avg_v
 
@@ -219,7 +235,7 @@ def _spec_track(
         trans[:, :, 1:] = 0.05 * trans[:, :, 1:] + trans[:, :, 1:] ** 2
         trans = k1 * trans
         path = K.best_path(1 - v_merit, trans)
-        voiced_pitch = medfilt(v_pitch[path, cols], max(1, p.median_value - 2))
+        voiced_pitch = _medfilt(v_pitch[path, cols], max(1, p.median_value - 2))
     elif nv > 0:
         voiced_pitch = np.ones(nv) * 150.0
     else:
@@ -287,7 +303,7 @@ def _refine(
     merit = np.sort(merit, axis=0)[::-1, :].copy()
     pitch = pitch[order, np.arange(nframes)]
 
-    best = medfilt(pitch[0, :], p.median_value) * vuv
+    best = _medfilt(pitch[0, :], p.median_value) * vuv
     low = energy <= p.nlfer_thresh2
     strong = ~low & (pitch[0, :] > 0)
     empty = ~low & (pitch[0, :] <= 0)
@@ -360,7 +376,7 @@ def yaapt_fast(
         frame_length=frame_length, frame_space=frame_space, nccf_thresh1=nccf_thresh1,
         tda_frame_length=tda_frame_length, f0_min=f0_min, f0_max=f0_max,
     )  # fmt: skip
-    return _yaapt(np.asarray(signal, dtype=np.float64).reshape(-1), float(sample_rate), p)
+    return _yaapt(np.ascontiguousarray(signal, dtype=np.float64).reshape(-1), float(sample_rate), p)
 
 
 def yaapt_fast_batch(signals: list[np.ndarray], sample_rate: int, **params: float) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ shapes (``upsample.filter`` and ``downsample.lowpass.filter``, each ``[1, 1, ker
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,22 @@ from torch.nn import functional as F
 
 from hierspeech.modules.scratch import scratch
 from hierspeech.modules.snake import Snake, SnakeBeta
+
+
+def _cached(owner: nn.Module, slot: str, key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`build()` once per `key` and keep it on `owner`: the per-channel filter weights the convolutions
+    take are built from the (constant) filter buffers once, not at every call. Keys hold the buffer's
+    version and storage, the dtype, device and channel count, so a load, a move or a cast rebuilds."""
+    cached = getattr(owner, slot, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = build()
+    setattr(owner, slot, (key, value))
+    return value
+
+
+def _buffer_key(buffer: torch.Tensor) -> tuple:
+    return (buffer._version, buffer.data_ptr(), buffer.dtype, buffer.device)
 
 
 def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -76,7 +93,9 @@ class LowPassFilter1d(nn.Module):
         channels = x.shape[1]
         if self.padding:
             x = F.pad(x, (self.pad_left, self.pad_right), mode=self.padding_mode)
-        return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.stride, groups=channels)
+        weight = _cached(self, "_weight_cache", (*_buffer_key(self.filter), channels),
+                         lambda: self.filter.expand(channels, -1, -1).contiguous())
+        return F.conv1d(x, weight, stride=self.stride, groups=channels)
 
 
 class UpSample1d(nn.Module):
@@ -121,7 +140,8 @@ class UpSample1d(nn.Module):
         channels = x.shape[1]
         order = list(range(self.ratio)) if phase_order is None else phase_order
         xp = F.pad(x, (self.pad + extra_left, self.pad + extra_right), mode="replicate")
-        weight = self.phase_filters(order).to(x.dtype).repeat(channels, 1, 1)
+        weight = _cached(self, "_phase_weight_cache", (*_buffer_key(self.filter), x.dtype, channels, tuple(order)),
+                         lambda: self.phase_filters(order).to(x.dtype).repeat(channels, 1, 1))
         out = F.conv1d(xp, weight, groups=channels)
         return out.view(x.shape[0], channels, len(order), -1)
 
@@ -131,7 +151,9 @@ class UpSample1d(nn.Module):
         if not self.polyphase:
             channels = x.shape[1]
             xp = F.pad(x, (self.pad, self.pad), mode="replicate")
-            y = r * F.conv_transpose1d(xp, self.filter.expand(channels, -1, -1), stride=r, groups=channels)
+            weight = _cached(self, "_weight_cache", (*_buffer_key(self.filter), channels),
+                             lambda: self.filter.expand(channels, -1, -1).contiguous())
+            y = r * F.conv_transpose1d(xp, weight, stride=r, groups=channels)
             return y[..., self.crop_left : self.crop_left + r * length]
         phases = self.padded_phases(x)  # (B, C, r, T + pad)
         interleaved = phases.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
@@ -235,7 +257,8 @@ class Activation1d(nn.Module):
             tail_from = length - plan.first[b]
             if tail_from < row_len:
                 rows[:, :, b, tail_from:] = tail
-        weight = plan.down_weight.unsqueeze(0).expand(channels, -1, -1)
+        weight = _cached(self, "_down_weight_cache", (*self._plan_cache[0], channels),
+                         lambda: plan.down_weight.unsqueeze(0).expand(channels, -1, -1).contiguous())
         return F.conv1d(rows.reshape(batch, channels * r, row_len), weight, groups=channels)
 
     def _forward_compiled(self, x: torch.Tensor, plan: _PhasePlan, scratch_output: bool) -> torch.Tensor:

@@ -8,6 +8,8 @@ deprecated hook API, and can cache the combined weight for inference (`fuse_weig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,6 +18,18 @@ from torch.nn import functional as F
 def get_padding(kernel_size: int, dilation: int = 1) -> int:
     """Symmetric padding that keeps the length of a stride-1 convolution ("same" output)."""
     return (kernel_size * dilation - dilation) // 2
+
+
+def dilated_conv_pairs(
+    channels: int, kernel_size: int, dilations: Sequence[int]
+) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The two conv lists of a HiFi-GAN/BigVGAN residual block: ``convs1[i]`` dilated by ``dilations[i]``,
+    ``convs2[i]`` undilated, all weight-normed, 'same' padded, `channels` -> `channels`."""
+    convs1 = nn.ModuleList(
+        WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d)) for d in dilations
+    )
+    convs2 = nn.ModuleList(WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations)
+    return convs1, convs2
 
 
 def _norm_except_dim0(v: torch.Tensor) -> torch.Tensor:
@@ -35,7 +49,8 @@ class _WeightNormMixin:
         del self.weight  # the parameter; `weight` becomes a computed attribute
         self.weight_g = nn.Parameter(_norm_except_dim0(weight).clone())
         self.weight_v = nn.Parameter(weight.clone())
-        self._fused_weight = None
+        # A non-persistent buffer: it follows .to(device) and stays out of the state dict.
+        self.register_buffer("_fused_weight", None, persistent=False)
         self._register_load_state_dict_pre_hook(self._drop_fused_on_load)
 
     def _drop_fused_on_load(self, *args, **kwargs) -> None:
@@ -50,15 +65,12 @@ class _WeightNormMixin:
     def fuse_weight_norm(self) -> None:
         """Inference only: compute the weight once and reuse it (gradients no longer reach g and v).
 
-        The state dict keeps ``weight_g``/``weight_v``; loading a new state dict clears the cache.
+        The state dict keeps ``weight_g``/``weight_v``; loading a new state dict clears the cache, and the
+        cache moves with the module (``.to(device)``) as a non-persistent buffer.
         """
         with torch.no_grad():
             self._fused_weight = None
             self._fused_weight = self.compute_weight().detach().clone()
-
-    def unfuse_weight_norm(self) -> None:
-        """Go back to recomputing the weight from ``weight_g``/``weight_v`` on every call."""
-        self._fused_weight = None
 
 
 class WNConv1d(_WeightNormMixin, nn.Conv1d):

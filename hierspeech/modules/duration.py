@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierspeech.modules.flows import Flip
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.normalization import ChannelLayerNorm
 from hierspeech.modules.spline import piecewise_rational_quadratic
 
@@ -168,7 +169,8 @@ class StochasticDurationPredictor(nn.Module):
 
         x (B, C, T_text), x_mask (B, 1, T_text), g (B, gin, 1). `noise` (B, 2, T_text) replaces the
         standard-normal draw (it is still multiplied by `noise_scale`); otherwise it is drawn with
-        `generator` (torch's global RNG when None), like the official `torch.randn(B, 2, T)`.
+        `generator` (on its own device, see `hierspeech.modules.noise`; torch's global RNG when None), like
+        the official `torch.randn(B, 2, T)`.
         """
         h = self.pre(x)
         if g is not None:
@@ -176,7 +178,7 @@ class StochasticDurationPredictor(nn.Module):
         h = self.convs(h, x_mask)
         h = self.proj(h) * x_mask
         if noise is None:
-            noise = torch.randn(x.size(0), 2, x.size(2), generator=generator, device=x.device, dtype=x.dtype)
+            noise = standard_normal((x.size(0), 2, x.size(2)), generator, x.device, x.dtype)
         z = noise.to(device=x.device, dtype=x.dtype) * noise_scale
         for flow in self.inference_flows():
             z = flow(z, x_mask, g=h, reverse=True)

@@ -9,7 +9,20 @@ their statistics over valid frames only.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+# Instance norm and PReLU are per channel: applied this many channels at a time they give the same values,
+# while the intermediates stay small (full-size fresh tensors cost page faults and cache misses on CPU).
+CHANNELS_PER_STEP = 8
+
+
+def run_conv(conv: nn.Module, x: Tensor) -> Tensor:
+    """conv(x). On CPU a transposed convolution runs on a channels-last copy: oneDNN's kernel for that
+    layout is ~3x faster than for (B, C, T, F) and gives the same values; the result is (B, C, T, F)."""
+    if isinstance(conv, nn.ConvTranspose2d) and x.device.type == "cpu":
+        return conv(x.contiguous(memory_format=torch.channels_last)).contiguous()
+    return conv(x)
 
 
 class MaskableInstanceNorm2d(nn.InstanceNorm2d):
@@ -35,9 +48,19 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, conv: nn.Module, channels: int) -> None:
         super().__init__(conv, MaskableInstanceNorm2d(channels), nn.PReLU(channels))
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, C_in, T, F_in) -> (B, C, T, F_out)."""
-        return self[2](self[1](self[0](x), mask))
+    def forward(self, x: Tensor, mask: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """(B, C_in, T, F_in) -> (B, C, T, F_out), written into `out` when given (e.g. a slice of a buffer)."""
+        conv, norm, act = self
+        y = run_conv(conv, x)
+        if mask is not None:
+            y = act(norm(y, mask))
+            return y if out is None else out.copy_(y)
+        out = torch.empty_like(y) if out is None else out
+        for first in range(0, y.shape[1], CHANNELS_PER_STEP):
+            group = slice(first, first + CHANNELS_PER_STEP)
+            normed = F.instance_norm(y[:, group], weight=norm.weight[group], bias=norm.bias[group], eps=norm.eps)
+            out[:, group] = F.prelu(normed, act.weight[group])
+        return out
 
 
 class DenseBlock(nn.Module):
@@ -57,19 +80,19 @@ class DenseBlock(nn.Module):
 
         Layer i sees the concatenation [out_{i-1}, ..., out_0, x]. Rather than concatenating anew at
         each layer, outputs are written right-to-left into one preallocated buffer whose tail slices
-        are exactly those concatenations, and the last output is never copied into it.
+        are exactly those concatenations (each layer writes straight into its slot), and the last output
+        is never copied into it.
         """
         depth = len(self.dense_block)
         b, c, t, f = x.shape
         features = x.new_empty(b, depth * c, t, f)
         features[:, (depth - 1) * c :] = x
-        for i, layer in enumerate(self.dense_block):
-            x = layer(features[:, (depth - 1 - i) * c :], mask)
+        for i, layer in enumerate(self.dense_block[:-1]):
+            slot = layer(features[:, (depth - 1 - i) * c :], mask, out=features[:, (depth - 2 - i) * c : (depth - 1 - i) * c])
             if mask is not None:
-                x = x * mask
-            if i + 1 < depth:
-                features[:, (depth - 2 - i) * c : (depth - 1 - i) * c] = x
-        return x
+                slot.mul_(mask)
+        x = self.dense_block[-1](features, mask)
+        return x if mask is None else x * mask
 
 
 class DenseEncoder(nn.Module):
@@ -121,7 +144,7 @@ class MaskDecoder(nn.Module):
         """(B, C, T, F') -> (B, 1, T, n_freq)."""
         upsample, project, norm, act, out = self.mask_conv
         x = self.dense_block(x if mask is None else x * mask, mask)
-        return self.lsigmoid(out(act(norm(project(upsample(x)), mask))))
+        return self.lsigmoid(out(act(norm(project(run_conv(upsample, x)), mask))))
 
 
 class PhaseDecoder(nn.Module):

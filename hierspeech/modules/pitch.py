@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hierspeech.modules.common import WNConv1d, WNConvTranspose1d, get_padding
+from hierspeech.modules.common import WNConvTranspose1d, dilated_conv_pairs
 
 LRELU_SLOPE = 0.1
 
@@ -28,13 +28,7 @@ class ResBlock1(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 3, dilations: tuple[int, ...] = (1, 3, 5)) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
-            for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, padding=get_padding(kernel_size)) for _ in dilations
-        )
+        self.convs1, self.convs2 = dilated_conv_pairs(channels, kernel_size, dilations)
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, T), optional mask (B, 1, T) -> (B, C, T)."""

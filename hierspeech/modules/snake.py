@@ -24,17 +24,37 @@ def snake_beta(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor) -> 
     return y.add_(x)
 
 
-class SnakeBeta(nn.Module):
+class _SnakeActivation(nn.Module):
+    """What both variants share: the per-channel ``alpha`` (stored as ``log a`` with `alpha_logscale`)
+    and the forward; `factors()` gives the per-channel (alpha, 1 / magnitude)."""
+
+    def __init__(self, channels: int, alpha: float, alpha_trainable: bool, alpha_logscale: bool) -> None:
+        super().__init__()
+        self.channels = channels
+        self.alpha_logscale = alpha_logscale
+        self.alpha = nn.Parameter(self.initial(alpha), requires_grad=alpha_trainable)
+
+    def initial(self, value: float) -> torch.Tensor:
+        """A parameter's initial value: `value` per channel (0 = log 1 with log-scale parameters)."""
+        return torch.zeros(self.channels) if self.alpha_logscale else torch.ones(self.channels) * value
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T); any (B, C, ...) layout works (channels on dim 1)."""
+        alpha, inverse = self.factors()
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return snake_beta(x, alpha.view(shape), inverse.view(shape))
+
+
+class SnakeBeta(_SnakeActivation):
     """Snake with separate frequency (``alpha``) and magnitude (``beta``) per channel."""
 
     def __init__(self, channels: int, alpha: float = 1.0, alpha_trainable: bool = True,
                  alpha_logscale: bool = False) -> None:
-        super().__init__()
-        self.channels = channels
-        self.alpha_logscale = alpha_logscale
-        init = torch.zeros(channels) if alpha_logscale else torch.ones(channels) * alpha
-        self.alpha = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
-        self.beta = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
+        super().__init__(channels, alpha, alpha_trainable, alpha_logscale)
+        self.beta = nn.Parameter(self.initial(alpha), requires_grad=alpha_trainable)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel ``(alpha, 1 / (beta + eps))``, both shape (C,), after the log-scale exp."""
@@ -43,31 +63,15 @@ class SnakeBeta(nn.Module):
             alpha, beta = alpha.exp(), beta.exp()
         return alpha, 1.0 / (beta + _EPS)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T); any (B, C, ...) layout works (channels on dim 1)."""
-        alpha, inv_beta = self.factors()
-        shape = (-1,) + (1,) * (x.dim() - 2)
-        return snake_beta(x, alpha.view(shape), inv_beta.view(shape))
 
-
-class Snake(nn.Module):
+class Snake(_SnakeActivation):
     """Snake with one parameter per channel: ``x + 1/a * sin(a x)^2``."""
 
     def __init__(self, channels: int, alpha: float = 1.0, alpha_trainable: bool = True,
                  alpha_logscale: bool = False) -> None:
-        super().__init__()
-        self.channels = channels
-        self.alpha_logscale = alpha_logscale
-        init = torch.zeros(channels) if alpha_logscale else torch.ones(channels) * alpha
-        self.alpha = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
+        super().__init__(channels, alpha, alpha_trainable, alpha_logscale)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel ``(alpha, 1 / (alpha + eps))``, both shape (C,)."""
         alpha = self.alpha.exp() if self.alpha_logscale else self.alpha
         return alpha, 1.0 / (alpha + _EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T); any (B, C, ...) layout works (channels on dim 1)."""
-        alpha, inv_alpha = self.factors()
-        shape = (-1,) + (1,) * (x.dim() - 2)
-        return snake_beta(x, alpha.view(shape), inv_alpha.view(shape))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hierspeech.modules.attention import MultiHeadAttention
+from hierspeech.modules.masking import frame_mask
 
 
 class Mish(nn.Module):
@@ -69,3 +70,25 @@ class StyleEncoder(nn.Module):
         x = x + self.atten_drop(self.slf_attn(x, x, attn_mask=attn_mask))
         x = self.fc(x)
         return (x * mask).sum(dim=2) / mask.sum(dim=2)
+
+    def embed(self, mel: Tensor, lengths: Tensor) -> Tensor:
+        """Style vectors of mel prompts (B, in_dim, T) with valid lengths (B,) -> (B, out_dim, 1)."""
+        return self(mel, frame_mask(lengths, mel.size(2), mel.dtype)).unsqueeze(-1)
+
+
+def blend_styles(styles: Tensor, batch: int, denoise_ratio: float, *, unpaired: bool = True) -> Tensor:
+    """The prompt style of HierSpeech++'s noise control, (B, gin, 1).
+
+    `styles` (2B, gin, 1) are B originals then their B denoised versions (the official layout for B = 1:
+    [original, denoised]): ``(1 - denoise_ratio) * original + denoise_ratio * denoised``. With `unpaired`,
+    B styles alone (no denoised copy) are accepted when ``denoise_ratio == 0``.
+    """
+    if styles.size(0) == 2 * batch:
+        return (1 - denoise_ratio) * styles[:batch] + denoise_ratio * styles[batch:]
+    if unpaired and styles.size(0) == batch and denoise_ratio == 0:
+        return styles
+    alone = ", or B prompts with denoise_ratio=0" if unpaired else "; without a denoiser pass each original twice"
+    raise ValueError(
+        f"got {styles.size(0)} prompts for a batch of {batch}: pass 2B prompts (the originals, then their "
+        f"denoised versions){alone}"
+    )

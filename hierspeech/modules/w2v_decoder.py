@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hierspeech.modules.noise import standard_normal
 from hierspeech.modules.wavenet import WN
 
 
@@ -73,6 +74,6 @@ class W2VPosteriorEncoder(nn.Module):
         """x (B, in, T), x_mask (B, 1, T), g (B, gin, 1) -> z, m, logs, each (B, out, T)."""
         x = self.enc(self.pre(x) * x_mask, x_mask, g=g)
         m, logs = torch.split(self.proj(x) * x_mask, self.out_channels, dim=1)
-        eps = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        eps = standard_normal(m.shape, generator, m.device, m.dtype)
         z = (m + eps * torch.exp(logs)) * x_mask
         return z, m, logs

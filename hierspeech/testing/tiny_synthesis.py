@@ -32,8 +32,8 @@ def tiny_hop320_synthesizer_config():
 
 
 def _synthesizer_json(config) -> dict:
-    model = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    for name in ("spec_channels", "segment_size", "sampling_rate", "hop_length", "n_mel_channels", "extra"):
+    model = config.to_dict()
+    for name in ("spec_channels", "segment_size", "sampling_rate", "hop_length", "n_mel_channels"):
         model.pop(name)
     data = {
         "filter_length": (config.spec_channels - 1) * 2,
@@ -71,7 +71,7 @@ def write_tiny_checkpoints(root: str | Path, *, speechsr_rates: tuple[int, ...] 
     denoiser = tiny_denoiser()
     (root / "denoiser").mkdir(exist_ok=True)
     torch.save({"generator": denoiser.state_dict()}, root / "denoiser" / "g_best")
-    (root / "denoiser" / "config.json").write_text(json.dumps(dataclasses.asdict(denoiser.config)))
+    (root / "denoiser" / "config.json").write_text(json.dumps(denoiser.config.to_dict()))
     paths["denoiser"] = str(root / "denoiser" / "g_best")
 
     for rate in speechsr_rates:

@@ -137,6 +137,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if (root := _package_root()) is not None and not _submitted_job_ships_code():
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    from pipeline.io.storage import STORAGE_OPTIONS_ENV
+
+    # --storage-options reach the workers of a joined cluster too (a submitted job sets its own env_vars)
+    if os.environ.get(STORAGE_OPTIONS_ENV) and not _submitted_job_ships_code():
+        runtime_env.setdefault("env_vars", {})[STORAGE_OPTIONS_ENV] = os.environ[STORAGE_OPTIONS_ENV]
     if address:
         check_cluster_address(address)
         try:

@@ -14,13 +14,16 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from tqdm import tqdm
 
+from pipeline.engine.fusion import StageGroup
+from pipeline.engine.item import Item, items_to_batch
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
 from pipeline.engine.summary import format_summary, summarize, versions
@@ -31,10 +34,11 @@ from pipeline.io.manifest import (
     read_manifest,
     validate_table,
 )
-from pipeline.io.output import SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
+from pipeline.io.output import RENAME, SCHEMA_VERSION, OutputConflictError, OutputDir, index_schema
 from pipeline.io.uri import manifest_base
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _job_record(job: Job, manifest_path: str, table: pa.Table) -> dict[str, Any]:
@@ -69,14 +73,21 @@ _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
 _RAY_WRAPPERS = ("RayTaskError", "ActorDiedError", "SystemException", "RaySystemError", "ray.exceptions")
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The user's own error line: Ray wraps task/actor errors several levels deep."""
-    chain, seen = [], set()
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps, outermost first: Ray's `cause`, then `__cause__`/`__context__` (cycles cut)."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         chain.append(current)
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The user's own error line: Ray wraps task/actor errors several levels deep."""
+    chain = _exception_chain(exc)
     lines = [m for e in chain for line in str(e).splitlines() if (m := _ERROR_LINE.match(line))]
     for match in reversed(lines):
         if not match.group(1).startswith(_RAY_WRAPPERS):
@@ -96,12 +107,7 @@ def _pipeline_error_in(exc: BaseException) -> PipelineError | None:
 
     import ray.exceptions
 
-    chain, seen = [], set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    chain = _exception_chain(exc)
     for error in reversed(chain):
         if isinstance(error, PipelineError) and not isinstance(error, ray.exceptions.RayError):
             return error
@@ -130,12 +136,13 @@ def _rebuilt(error: PipelineError | type[PipelineError], message: str) -> Pipeli
 
 def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: RunOptions) -> dict[str, Any]:
     """Run `job` over the manifest into `out_root`; returns (and writes) the summary."""
-    import ray
-    from ray.exceptions import RayError
 
-    from pipeline.engine.ray_env import init_ray
 
     started = time.time()
+    if options.storage_options:
+        from pipeline.io.storage import use_storage_options
+
+        use_storage_options(options.storage_options)  # this process and the Ray workers it starts
     manifest_path = str(manifest_path)
     table = read_manifest(manifest_path)
     base_dir = manifest_base(manifest_path)
@@ -148,7 +155,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         if problem.row is not None:
             row_problems.setdefault(problem.row, f"column '{problem.column}': {problem.message}")
 
-    out = OutputDir(str(out_root))
+    out = OutputDir(str(out_root), protocol=RENAME if options.unsafe_object_store_commit else None)
     out.ensure_layout()
     with out.locked():
         record = _job_record(job, manifest_path, table)
@@ -165,24 +172,10 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
         run_id = out.start_run()
         totals = RunTotals()
         if todo:
-            started_ray = init_ray(options.address, options.num_cpus)
-            try:
-                totals = _execute(job, table, todo, base_dir, row_problems, out, run_id, options)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
-                    raise  # the driver's own check (resources, stage contracts): already one line
-                if (user_error := _pipeline_error_in(exc)) is not None:
-                    raise _rebuilt(user_error, f"[{job.name}] {user_error}") from exc  # one line, no traceback
-                raise JobFailedError(
-                    f"[{job.name}] the job stopped: {_root_cause(exc)}\n"
-                    f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
-                ) from exc
-            finally:
-                if started_ray:
-                    ray.shutdown()
+            totals = run_on_ray(job.name, out, options,
+                                lambda: _execute(job, table, todo, base_dir, row_problems, out, run_id, options))
         wall = time.time() - started
+        out.check_lease()  # a driver whose lease was taken over leaves the summary to the new run
         out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
         summary = summarize(out, record)
         summary.update(
@@ -202,9 +195,42 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
             }
         )
         summary["wall_seconds_total"] = summary.get("wall_seconds_total", wall)
+        if job.summary_extra is not None:
+            summary.update(job.summary_extra(str(out_root)))
         out.write_json("summary.json", summary)
     print(format_summary(summary), file=sys.stderr)
     return summary
+
+
+def run_on_ray(job_name: str, out: OutputDir, options: RunOptions, body: Callable[[], T]) -> T:
+    """`body()` with Ray up (started here unless `options.address` joins a cluster, and shut down after).
+
+    A failure becomes one line without a traceback: a `PipelineError` raised in a task (a full disk
+    in a writer) is rebuilt from under Ray's wrappers; anything else is a `JobFailedError` naming
+    the root cause and saying that finished output is kept.
+    """
+    import ray
+    from ray.exceptions import RayError
+
+    from pipeline.engine.ray_env import init_ray
+
+    started_ray = init_ray(options.address, options.num_cpus)
+    try:
+        return body()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if isinstance(exc, PipelineError) and not isinstance(exc, RayError):
+            raise  # the driver's own check (resources, stage contracts): already one line
+        if (user_error := _pipeline_error_in(exc)) is not None:
+            raise _rebuilt(user_error, f"[{job_name}] {user_error}") from exc  # one line, no traceback
+        raise JobFailedError(
+            f"[{job_name}] the job stopped: {_root_cause(exc)}\n"
+            f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
+        ) from exc
+    finally:
+        if started_ray:
+            ray.shutdown()
 
 
 @dataclass
@@ -250,7 +276,7 @@ def _execute(
 
     from pipeline.engine.stage_resources import apply_stage_resources
 
-    stages = job.build_stages()
+    stages = job.stages()
     notes = apply_stage_resources(stages, options.stage_resources)
     if options.device != "cpu":
         from pipeline.engine.ray_env import wait_for_gpus
@@ -275,6 +301,7 @@ def _execute(
         index_schema=index_schema(job.index_fields),
         max_shard_bytes=options.max_shard_bytes,
         package_version=__version__,
+        commit_protocol=out.protocol,
     )
     # A job that is one committing group reads blocks of exactly one part each: a task per part.
     block_rows = rows_per_part if len(groups) == 1 and groups[0].commits else max(1, options.block_rows)
@@ -296,6 +323,47 @@ def _execute(
     return totals
 
 
+def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink_line: str | None = None):
+    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned here).
+
+    sink_line: how the plan printed at start describes the writer (default: the shard sink's line).
+    """
+    import ray
+    import ray.data
+
+    from pipeline.engine.ray_env import fit_stage_resources
+    from pipeline.engine.ray_stages import apply_stage, wants_actor_restarts
+
+    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
+    # copy of a task's error; -v shows Ray Data's errors again.
+    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+    from pipeline.engine.stage_resources import apply_stage_resources
+
+    stages = job.stages()
+    notes = apply_stage_resources(stages, options.stage_resources)
+    if options.device != "cpu":
+        from pipeline.engine.ray_env import wait_for_gpus
+
+        notes += wait_for_gpus(stages, options.wait_for_gpus)
+    notes += fit_stage_resources(stages, options.device)
+    for note in notes:
+        print(f"[{job.name}] {note}", file=sys.stderr)
+    groups = [StageGroup([stage]) for stage in stages]  # one operator per stage (no fusion on this path)
+    _print_plan(job, groups, len(items), options.rows_per_shard, options, ray.cluster_resources(), sink_line)
+
+    block_rows = max(1, options.block_rows)
+    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
+    ds = ray.data.from_arrow(blocks)
+    for stage in stages:
+        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
+    return ds
+
+
 def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_task: float) -> int:
     """Rows per part when the whole job is one committing task: `rows_per_shard`, or fewer when that would leave CPUs idle.
 
@@ -307,11 +375,17 @@ def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_tas
     return max(1, min(rows_per_shard, math.ceil(rows / slots)))
 
 
-def _print_plan(job: Job, groups, rows: int, rows_per_part: int, options: RunOptions, cluster: dict[str, float]) -> None:
-    """The final (overridden, fitted) resources of every stage, the operators they run in, and what the cluster has."""
+def _print_plan(
+    job: Job, groups, rows: int, rows_per_part: int, options: RunOptions, cluster: dict[str, float], sink_line: str | None = None
+) -> None:
+    """The final (overridden, fitted) resources of every stage, the operators they run in, and what the cluster has.
+
+    `sink_line` describes another writer than the shard sink (the mirror layout's).
+    """
     nodes = sum(1 for key in cluster if key.startswith("node:") and key != "node:__internal_head__")
     lines = [
-        f"[{job.name}] plan: {rows} rows -> ~{math.ceil(rows / rows_per_part)} shard(s) of <= {rows_per_part} rows"
+        f"[{job.name}] plan: {rows} rows"
+        + ("" if sink_line else f" -> ~{math.ceil(rows / rows_per_part)} shard(s) of <= {rows_per_part} rows")
         + (f" (--rows-per-shard {options.rows_per_shard}, spread over the CPUs)" if rows_per_part < options.rows_per_shard else ""),
         f"  cluster: {nodes} node(s), {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs",
     ]
@@ -321,7 +395,9 @@ def _print_plan(job: Job, groups, rows: int, rows_per_part: int, options: RunOpt
             kind = f"actor pool x{res.actors}" if stage.stateful else "tasks"
             memory = f" memory={res.memory / (1 << 30):.2f}G" if res.memory else ""
             lines.append(f"  {stage.name:<14} {kind:<16} cpus={res.num_cpus:g} gpus={res.num_gpus:g}{memory} batch={stage.batch_size}")
-    if groups[-1].commits:
+    if sink_line:
+        lines.append(sink_line)
+    elif groups[-1].commits:
         lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes}")
     else:
         lines.append(f"  {'write_shards':<14} {'tasks':<16} rows/part={rows_per_part} max_bytes={options.max_shard_bytes} cpus=0.5")

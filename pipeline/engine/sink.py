@@ -1,8 +1,12 @@
 """Writing a batch of finished items as WebDataset shard(s) plus its index and errors parts.
 
 Runs inside Ray tasks, close to the data. Each call commits one part (see `pipeline.io.output`):
-tar(s) first, then the errors part, then the index part, each written under a temporary name
-and renamed. Tars are reproducible: members are sorted by key and carry a fixed mtime.
+tar(s) first, then the errors part, then the index part. Rename protocol (local disks): each is
+written under a temporary name and renamed. Conditional protocol (object stores): tars and the
+errors part go straight to names carrying this attempt's token, and the index part is created
+exclusively; a part whose index part already exists (a retried task) is not written again, and
+an attempt whose create is refused (another attempt won) deletes its own files. Tars are
+reproducible: members are sorted by key and carry a fixed mtime.
 
 Deferred items (out of device memory even alone, see `Item.defer`) are written nowhere: the
 part is named after the ids it commits, so a later run that finishes a deferred row writes a
@@ -26,13 +30,16 @@ from pipeline.engine.item import Item
 from pipeline.errors import OutputError
 from pipeline.io.keys import sample_key
 from pipeline.io.output import (
+    ATTEMPT_KEY,
     ERRORS,
     ERRORS_SCHEMA,
     INDEX,
+    RENAME,
     SCHEMA_VERSION,
     SHARDS,
     TMP_PREFIX,
     OutputDir,
+    new_attempt,
     part_name,
 )
 
@@ -52,6 +59,7 @@ class SinkConfig:
     index_schema: pa.Schema
     max_shard_bytes: int
     package_version: str
+    commit_protocol: str = RENAME  # "conditional" on object stores (see pipeline.io.output)
 
 
 @dataclass
@@ -100,7 +108,9 @@ def _group_by_bytes(samples: list[tuple[str, Item, dict[str, bytes]]], max_bytes
 
 
 def _write_tar(out: OutputDir, name: str, group: list[tuple[str, Item, dict[str, bytes]]]) -> int:
-    tmp = out.path(SHARDS, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
+    # conditional protocol: the name is this attempt's own, so the object is written in place (an
+    # object appears whole or not at all) and deleted if the write fails
+    tmp = out.path(SHARDS, name) if out.conditional else out.path(SHARDS, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
     written = 0
     with out.writing(out.path(SHARDS, name), tmp=tmp):
         with out.fs.open_output_stream(tmp) as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -113,7 +123,8 @@ def _write_tar(out: OutputDir, name: str, group: list[tuple[str, Item, dict[str,
                     info.mode = 0o644
                     tar.addfile(info, io.BytesIO(data))
                     written += len(data)
-        out.fs.move(tmp, out.path(SHARDS, name))
+        if tmp != out.path(SHARDS, name):
+            out.fs.move(tmp, out.path(SHARDS, name))
     return written
 
 
@@ -129,15 +140,18 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
     Deferred items are left out (and counted); when nothing is left to commit, nothing is written
     and the summary's `part` is "".
     """
-    out = OutputDir(config.out)
-    if out.current_run_id() != config.run_id:
-        raise StaleRunError(f"run {config.run_id} is no longer the current run of {config.out}; not committing")
+    out = OutputDir(config.out, protocol=config.commit_protocol)
+    _check_fence(out, config)
     deferred = [i.id for i in items if i.deferred]
     metrics = merge_stage_metrics(i.stage_metrics for i in items)
     committed = [i for i in items if not i.deferred]
     if not committed:
         return PartSummary("", 0, 0, [], 0, 0.0, 0.0, len(deferred), deferred[:MAX_DEFERRED_IDS], metrics)
     name = part_name(item.id for item in items)  # deferred ids too: see pipeline.io.output
+    if out.conditional and out.exists(INDEX, f"part-{name}.parquet"):
+        return _committed_summary(out, name, deferred, metrics)  # a retried task whose first try committed
+    attempt = new_attempt() if out.conditional else ""
+    stem = f"{name}-{attempt}" if attempt else name
     ok = sorted((i for i in committed if not i.failed), key=lambda i: sample_key(i.id))
     failed = [i for i in committed if i.failed]
 
@@ -148,7 +162,7 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         members["json"] = sample_json(item, key, config)
         samples.append((key, item, members))
     groups = _group_by_bytes(samples, config.max_shard_bytes)
-    shard_names = [f"shard-{name}.tar"] if len(groups) == 1 else [f"shard-{name}-{k:03d}.tar" for k in range(len(groups))]
+    shard_names = [f"shard-{stem}.tar"] if len(groups) == 1 else [f"shard-{stem}-{k:03d}.tar" for k in range(len(groups))]
 
     index_rows: list[dict[str, Any]] = []
     total_bytes = 0
@@ -164,9 +178,18 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         for i in failed
         if i.error is not None
     ]
-    out.write_atomic(ERRORS, f"part-{name}.parquet", _parquet_bytes(pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA)))
+    errors_name = f"part-{stem}.parquet"
+    out.write_atomic(ERRORS, errors_name, _parquet_bytes(pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA)))
     index_table = pa.Table.from_pylist(index_rows, schema=config.index_schema)
-    out.write_atomic(INDEX, f"part-{name}.parquet", _parquet_bytes(index_table))  # the commit point
+    if not out.conditional:
+        out.write_atomic(INDEX, f"part-{name}.parquet", _parquet_bytes(index_table))  # the commit point
+    else:
+        index_table = index_table.replace_schema_metadata({**(index_table.schema.metadata or {}), ATTEMPT_KEY: attempt.encode("ascii")})
+        _check_fence(out, config)  # again, as late as possible: the shards took a while
+        if not out.commit_index(name, _parquet_bytes(index_table), attempt):  # the commit point
+            for path in [out.path(SHARDS, s) for s in shard_names[: len(groups)]] + [out.path(ERRORS, errors_name)]:
+                out.fs.delete_file(path)  # this attempt's own names: nobody else's file
+            return _committed_summary(out, name, deferred, metrics)
 
     return PartSummary(
         part=name,
@@ -176,6 +199,35 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         bytes=total_bytes,
         seconds_in=float(sum(r.get("source_duration") or 0.0 for r in index_rows)),
         seconds_out=float(sum(r.get("duration") or 0.0 for r in index_rows)),
+        deferred=len(deferred),
+        deferred_ids=deferred[:MAX_DEFERRED_IDS],
+        stage_metrics=metrics,
+    )
+
+
+def _check_fence(out: OutputDir, config: SinkConfig) -> None:
+    problem = out.writer_problem(config.run_id)
+    if problem is not None:
+        raise StaleRunError(f"{problem}; not committing")
+
+
+def _committed_summary(out: OutputDir, name: str, deferred: list[str], metrics: dict[str, dict[str, int]]) -> PartSummary:
+    """What an already committed part holds (another attempt of this task wrote it), read from its index part."""
+    with out.fs.open_input_file(out.path(INDEX, f"part-{name}.parquet")) as handle:
+        index = pq.read_table(handle, columns=["shard", "duration", "source_duration"]).to_pylist()
+    errors = [f for f in out.part_files(ERRORS) if f.startswith(f"part-{name}")]
+    failed = 0
+    for errors_name in errors:
+        with out.fs.open_input_file(out.path(ERRORS, errors_name)) as handle:
+            failed += pq.read_metadata(handle).num_rows
+    return PartSummary(
+        part=name,
+        samples=len(index),
+        errors=failed,
+        shards=sorted({r["shard"] for r in index}),
+        bytes=0,
+        seconds_in=float(sum(r.get("source_duration") or 0.0 for r in index)),
+        seconds_out=float(sum(r.get("duration") or 0.0 for r in index)),
         deferred=len(deferred),
         deferred_ids=deferred[:MAX_DEFERRED_IDS],
         stage_metrics=metrics,

@@ -47,6 +47,11 @@ class Stage:
     # Ray hands a whole input block to one task/actor: set this to split blocks first so an
     # actor pool spreads slow per-item work (e.g. YAAPT) over its actors.
     input_rows_per_block: int | None = None
+    # the contract (see the module docstring): item.data keys read and written, manifest columns read
+    inputs: tuple[str, ...] = ()
+    optional_inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    field_inputs: tuple[str, ...] = ()
 
     def __init__(self, resources: Resources | None = None):
         self.resources = resources or Resources()
@@ -60,6 +65,18 @@ class Stage:
             if torch.cuda.is_available():
                 return "cuda"
         return "cpu"
+
+    def required_inputs(self, item: Item) -> tuple[str, ...]:
+        """The item.data keys this item must carry here (default `inputs`; mode-dependent stages add theirs)."""
+        return self.inputs
+
+    def _check_inputs(self, item: Item) -> bool:
+        """Fail `item` when it lacks a required input: the stage list is broken, not the row."""
+        missing = [key for key in self.required_inputs(item) if key not in item.data]
+        if missing:
+            item.fail(self.name, f"stage {self.name!r} needs item.data[{missing[0]!r}], which no earlier stage wrote "
+                      "(the job's stage list is broken: report it)", error="StageContractError")
+        return not missing
 
     def setup(self) -> None:
         """Load models or other expensive state; called once per actor (or per task)."""
@@ -145,7 +162,7 @@ class Stage:
             item.fail(self.name, message, error=error)
 
     def __call__(self, items: list[Item]) -> list[Item]:
-        live = [item for item in items if not item.failed]
+        live = [item for item in items if not item.failed and self._check_inputs(item)]
         if live:
             self.process(live)
         return items

@@ -43,7 +43,7 @@ def _version(dist: str) -> str:
 
 def summarize(out: OutputDir, job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Summary of everything committed under `out` (job: the job.json record, if known)."""
-    job = job if job is not None else (out.read_json("job.json") or {})
+    job = job if job is not None else (out.read_job(required=False) or {})
     index = out.read_parts(INDEX, columns=["id", "duration", "source_duration"])  # bounded: not the features
     errors = out.read_parts(ERRORS, schema=ERRORS_SCHEMA)
     ids = index.column("id").to_pylist() if index.num_rows else []
@@ -107,6 +107,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"  throughput   {summary['audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of input audio per second (this run)")
         if summary["wall_seconds"] > 0 and summary.get("output_audio_seconds_this_run"):
             lines.append(f"  generated    {summary['output_audio_seconds_this_run'] / summary['wall_seconds']:.2f} s of output audio per second (this run)")
+    if voices := summary.get("prompt_speakers"):
+        top = ", ".join(f"{speaker or '?'} {count}" for speaker, count in voices["most_used"][:5])
+        lines.append(f"  voices       {voices['rows_with_prompt']} rows from {voices['speakers']} prompt speakers, "
+                     f"{voices['min_rows_per_speaker']}-{voices['max_rows_per_speaker']} rows each (most used: {top})")
     for kind, count in list(summary.get("errors_by_type", {}).items())[:10]:
         lines.append(f"  error        {count} x {kind}")
     for stage, counters in sorted(summary.get("stage_metrics", {}).items()):

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 ChannelPolicy = Literal["first", "mean"]
+CHANNEL_POLICIES: tuple[str, ...] = ("first", "mean")
 FLAC_SUBTYPES = {16: "PCM_16", 24: "PCM_24"}
 DECODE_BLOCK_FRAMES = 1 << 16  # 64 Ki frames: 512 KiB of float32 stereo per read
 UNKNOWN_FRAMES = (1 << 63) - 1  # libsndfile's frame count for a header without a length (SF_COUNT_MAX)
@@ -161,7 +162,7 @@ def decode_audio(
         AudioError: not found, not a regular file, empty, undecodable, over `max_seconds`, NaN/inf
             samples, or so short that it resamples to no sample at all.
     """
-    if channel_policy not in ("first", "mean"):
+    if channel_policy not in CHANNEL_POLICIES:
         raise ValueError(f"channel policy must be 'first' or 'mean', got {channel_policy!r}")
     label = name or (source if isinstance(source, str) else "<bytes>")
     with open_audio(source) as opened:

@@ -126,8 +126,10 @@ def open_remote(uri: str) -> tuple[BinaryIO, int]:
     """(buffered seekable reader, size in bytes) of an object-store URI; only regular objects."""
     from pyarrow import fs as pafs
 
+    from pipeline.io.storage import arrow_filesystem
+
     try:
-        filesystem, inner = pafs.FileSystem.from_uri(uri)
+        filesystem, inner = arrow_filesystem(uri)
         info = filesystem.get_file_info(inner)
         if info.type == pafs.FileType.NotFound:
             raise AudioError(f"audio file not found: {uri}")

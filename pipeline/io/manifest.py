@@ -69,6 +69,12 @@ BASE_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def with_base_columns(extra: Sequence[Column]) -> tuple[Column, ...]:
+    """BASE_COLUMNS plus a job's own columns; a job's column of the same name replaces the base one."""
+    names = {c.name for c in extra}
+    return tuple(c for c in BASE_COLUMNS if c.name not in names) + tuple(extra)
+
+
 @dataclass(frozen=True)
 class Problem:
     """A validation finding, located by 0-based row and column where that applies."""
@@ -184,9 +190,13 @@ def _looks_like(path: str | Path) -> str | None:
 def read_manifest(path: str | Path) -> pa.Table:
     """Read a Parquet manifest (file, directory of parts, ``file://`` or remote URI); string-like columns as strings."""
     path = str(path)
-    target = path if is_uri(path) else local_path(path)
+    filesystem, target = None, local_path(path)
     try:
-        return plain_strings(pq.read_table(target))
+        if is_uri(path):
+            from pipeline.io.storage import arrow_filesystem
+
+            filesystem, target = arrow_filesystem(path)
+        return plain_strings(pq.read_table(target, filesystem=filesystem))
     except FileNotFoundError as exc:
         raise ManifestNotFoundError(f"manifest not found: {path}") from exc
     except (pa.ArrowInvalid, OSError) as exc:

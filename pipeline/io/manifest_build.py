@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import soundfile as sf
 
+from pipeline.errors import InputError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 # Tried in order; LibriTTS ships .normalized.txt and .original.txt, prefer the normalized one.
 TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab", ".original.txt")
@@ -75,14 +77,18 @@ def _header(path: Path) -> tuple[float | None, int | None, int | None]:
     return (info.frames / info.samplerate if info.samplerate else None), info.samplerate, info.channels
 
 
+class CorpusError(InputError, FileNotFoundError):
+    """The corpus folder is not a folder or holds no audio file."""
+
+
 def build_manifest(root: str | Path, *, relative_to: str | Path | None = None, workers: int = 16) -> pa.Table:
     """Scan `root` into a manifest table; audio paths are relative to `relative_to` when given."""
     root = Path(root).resolve()
     if not root.is_dir():
-        raise NotADirectoryError(f"not a directory: {root}")
+        raise CorpusError(f"not a directory: {root}; pass the folder holding the corpus' audio files")
     files = find_audio(root)
     if not files:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+        raise CorpusError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         headers = list(pool.map(_header, files))
         transcripts = list(pool.map(read_transcript, files))
@@ -109,3 +115,22 @@ def _disambiguate(ids: list[str], files: list[Path]) -> None:
     for position, (sample_id, path) in enumerate(zip(ids, files, strict=True)):
         if seen[sample_id] > 1:
             ids[position] = f"{sample_id}{path.suffix.lower()}"
+
+
+def write_manifest(root: str | Path, output: str | Path, *, absolute: bool = False, workers: int = 16) -> pa.Table:
+    """Scan `root` and write the manifest to `output` (.parquet); paths relative to its folder unless `absolute`."""
+    import pyarrow.parquet as pq
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table = build_manifest(root, relative_to=None if absolute else output.resolve().parent, workers=workers)
+    pq.write_table(table, output)
+    return table
+
+
+def describe_manifest(table: pa.Table) -> str:
+    """Files, hours, transcripts and speakers of a manifest, in one line."""
+    hours = sum(d or 0.0 for d in table.column("duration").to_pylist()) / 3600
+    texts = sum(t is not None for t in table.column("text").to_pylist())
+    speakers = len({s for s in table.column("speaker").to_pylist() if s})
+    return f"{table.num_rows} files, {hours:.3f} h, {texts} with transcripts, {speakers} speakers"

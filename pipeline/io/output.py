@@ -19,6 +19,15 @@ part instead of adding a duplicate, even when the retry defers other rows than t
 any other batch holds a committed row, so a later run (whose rows are all uncommitted) can never
 form the same id set again.
 
+On object stores (s3://) the protocol is the conditional one (docs/object-storage.md): tars and
+the errors part are written under names carrying a random attempt token
+(``shard-<part>-<attempt>.tar``, ``errors.parquet/part-<part>-<attempt>.parquet``), so no write
+ever replaces another; the index part ``part-<part>.parquet`` is created exclusively (the commit)
+and records its attempt in its Parquet metadata, which names the winning files when a retried or
+concurrent attempt left others behind. The run lock is a lease object (`pipeline.io.lease`).
+`protocol="rename"` keeps the local protocol on an object store (for stores that ignore
+conditional writes; no lock there).
+
 A write that fails for a reason on the user's side (full disk, read-only filesystem, a file where
 the output folder should be, no permission) raises `OutputWriteError` with one line saying what to
 do; its temporary file is deleted, so freeing space is not undone by our own leftovers.
@@ -44,6 +53,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from pipeline.errors import OutputError
+from pipeline.io.uri import is_file_uri
 
 SCHEMA_VERSION = 1
 SHARDS = "shards"
@@ -51,6 +61,11 @@ INDEX = "index.parquet"
 ERRORS = "errors.parquet"
 STATE = "_state"
 TMP_PREFIX = ".tmp-"
+RUN_RECORD = "run.json"
+PROBE_PREFIX = ".probe-"  # the start probe's objects (pipeline.io.object_store): left only by a kill mid-probe
+ATTEMPT_KEY = b"hsp.attempt"  # index part metadata: the attempt whose tars and errors part it commits
+ATTEMPT_LENGTH = 8  # hex characters of an attempt token
+RENAME, CONDITIONAL = "rename", "conditional"
 
 BASE_INDEX_FIELDS = [
     pa.field("id", pa.string()),
@@ -133,24 +148,74 @@ def part_name(ids: Iterable[str]) -> str:
     return digest[:20]
 
 
+def new_attempt() -> str:
+    """A random token naming one attempt's files of a part (conditional protocol)."""
+    return uuid.uuid4().hex[:ATTEMPT_LENGTH]
+
+
+def shard_part(name: str) -> tuple[str, str]:
+    """(part, attempt) of a shard name: shard-<part>[-<attempt>][-NNN].tar; attempt "" for the rename protocol."""
+    segments = name[len("shard-") :].split(".", 1)[0].split("-")
+    attempt = segments[1] if len(segments) > 1 and len(segments[1]) == ATTEMPT_LENGTH else ""
+    return segments[0], attempt
+
+
+def part_file_part(name: str) -> tuple[str, str]:
+    """(part, attempt) of an index/errors part file name: part-<part>[-<attempt>].parquet."""
+    part, _, attempt = name[len("part-") : -len(".parquet")].partition("-")
+    return part, attempt
+
+
 @dataclass
 class OutputDir:
-    """An output root, local or a URI pyarrow understands (s3://, gs://, ...)."""
+    """An output root, a local folder or a URI (s3://, gs://, ...; see `pipeline.io.storage`).
+
+    `protocol`: how parts are committed and runs locked, "rename" (local filesystems) or
+    "conditional" (object stores; the default for every URI but file://).
+    """
 
     root: str
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
-        if "://" in self.root:
+        if "://" in self.root and not is_file_uri(self.root):
+            from pipeline.io.storage import arrow_filesystem
+
+            self.fs, self.base = arrow_filesystem(self.root)
+        elif "://" in self.root:
             self.fs, self.base = pafs.FileSystem.from_uri(self.root)
         else:
             self.fs, self.base = pafs.LocalFileSystem(), str(Path(self.root).resolve())
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        if self.protocol is None:
+            self.protocol = RENAME if self.is_local else CONDITIONAL
+        if self.protocol not in (RENAME, CONDITIONAL) or (self.is_local and self.protocol == CONDITIONAL):
+            raise ValueError(f"commit protocol {self.protocol!r} does not fit {self.root}")
+        self._store = None
+        self._lease = None
+        self._run_id: str | None = None
+
+    @property
+    def conditional(self) -> bool:
+        """True when parts commit by exclusive create and runs hold a lease (object stores)."""
+        return self.protocol == CONDITIONAL
+
+    @property
+    def store(self):
+        """The conditional-write store of this output (`pipeline.io.object_store`); conditional protocol only."""
+        if self._store is None:
+            from pipeline.io.object_store import open_store
+
+            self._store = open_store(self.root)
+        return self._store
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
         return "/".join([self.base.rstrip("/"), *(p for p in parts if p)])
 
     def ensure_layout(self) -> None:
+        if not self.is_local:
+            return  # object stores have no folders to create: a key's prefix exists with the key
         for sub in (SHARDS, INDEX, ERRORS, STATE):
             with self.writing(self.path(sub)):
                 self.fs.create_dir(self.path(sub), recursive=True)
@@ -179,7 +244,15 @@ class OutputDir:
 
     # -- atomic writes ------------------------------------------------------------------------
     def write_atomic(self, sub: str, name: str, data: bytes) -> None:
-        """Write to a temporary name in the same folder, then rename (atomic on local/POSIX); sub "" = root."""
+        """Write to a temporary name in the same folder, then rename (atomic on local/POSIX); sub "" = root.
+
+        Conditional protocol: one PUT to the final name (an object appears whole or not at all; a
+        rename there would be a copy plus a delete).
+        """
+        if self.conditional:
+            with self.writing(self.path(sub, name)), self.fs.open_output_stream(self.path(sub, name)) as stream:
+                stream.write(data)
+            return
         tmp = self.path(sub, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
         with self.writing(self.path(sub, name), tmp=tmp):
             with self.fs.open_output_stream(tmp) as stream:
@@ -217,7 +290,16 @@ class OutputDir:
     # -- runs -----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold an exclusive lock for the run (local filesystems; elsewhere a no-op, see docs)."""
+        """Hold an exclusive lock for the run: `flock` on local filesystems, a lease on object stores.
+
+        Conditional protocol: probes the store's conditional writes first (refused with one line
+        when it ignores them), then holds ``_state/lease.json`` (see `pipeline.io.lease`) until the
+        block ends. The rename protocol on an object store has no lock (see docs).
+        """
+        if self.conditional:
+            with self._leased():
+                yield
+            return
         if not self.is_local:
             yield
             return
@@ -236,15 +318,66 @@ class OutputDir:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _leased(self) -> Iterator[None]:
+        from pipeline.io.lease import LEASE_NAME, RunLease
+        from pipeline.io.object_store import probe
+
+        probe(self.store, self.path(STATE), self.root)
+        self._run_id = uuid.uuid4().hex
+        lease = RunLease(self.store, self.path(STATE, LEASE_NAME), self.root, self._run_id)
+        lease.acquire()
+        lease.start_renewing()
+        self._lease = lease
+        try:
+            yield
+        finally:
+            lease.release()
+            self._lease = None
+        lease.check()
+
+    def check_lease(self) -> None:
+        """Raise `LeaseLostError` when this driver's lease was taken over (conditional protocol; else a no-op)."""
+        if self._lease is not None:
+            self._lease.check()
+
     def start_run(self) -> str:
-        """Write a new run id: writers of an older (killed) run see it and refuse to commit."""
-        run_id = uuid.uuid4().hex
-        self.write_json("run.json", {"run_id": run_id, "started": time.time(), "pid": os.getpid()}, sub=STATE)
+        """Write a new run id: writers of an older (killed) run see it and refuse to commit.
+
+        Conditional protocol: the run id is the lease's, and ``run.json`` is replaced by
+        compare-and-swap on the ETag read just before (created exclusively the first time), so a
+        stale driver cannot put its own run back.
+        """
+        run_id = self._run_id or uuid.uuid4().hex
+        record = {"run_id": run_id, "started": time.time(), "pid": os.getpid()}
+        if not self.conditional:
+            self.write_json(RUN_RECORD, record, sub=STATE)
+            return run_id
+        self.check_lease()
+        data = json.dumps(record, indent=2, sort_keys=True).encode("utf-8")
+        path = self.path(STATE, RUN_RECORD)
+        current = self.store.read(path)
+        written = self.store.create(path, data) if current is None else self.store.replace(path, data, current.version)
+        if not written:
+            raise OutputConflictError(f"another run replaced {self.root}/{STATE}/{RUN_RECORD} while this one started; wait for it to finish")
         return run_id
 
     def current_run_id(self) -> str | None:
-        record = self.read_json(STATE, "run.json")
+        record = self.read_json(STATE, RUN_RECORD)
         return record["run_id"] if record else None
+
+    def writer_problem(self, run_id: str) -> str | None:
+        """Why a writer of `run_id` must not commit now (a newer run, a lost or expiring lease); None if it may."""
+        current = self.current_run_id()
+        if current != run_id:
+            return f"run {run_id} is no longer the current run of {self.root}"
+        if self.conditional:
+            from pipeline.io.lease import LEASE_NAME, read_lease, writer_problem
+
+            problem = writer_problem(read_lease(self.store, self.path(STATE, LEASE_NAME)), run_id)
+            if problem is not None:
+                return f"{problem} ({self.root}, run {run_id})"
+        return None
 
     def append_run_history(self, record: dict[str, Any]) -> None:
         history = self.run_history()
@@ -259,30 +392,69 @@ class OutputDir:
     def committed_parts(self) -> set[str]:
         return {n[len("part-") : -len(".parquet")] for n in self.list_names(INDEX) if n.startswith("part-")}
 
+    def index_attempt(self, part: str) -> str:
+        """The attempt token a committed index part records ("" for parts of the rename protocol)."""
+        with self.fs.open_input_file(self.path(INDEX, f"part-{part}.parquet")) as handle:
+            metadata = pq.read_schema(handle).metadata or {}
+        return metadata.get(ATTEMPT_KEY, b"").decode("ascii")
+
+    def _winners(self, files: dict[str, set[str]]) -> dict[str, str]:
+        """part -> its committed attempt, for committed parts whose files carry more than one attempt."""
+        return {part: self.index_attempt(part) for part, attempts in files.items() if len(attempts) > 1}
+
+    def commit_index(self, part: str, data: bytes, attempt: str) -> bool:
+        """Create the index part exclusively (the commit, conditional protocol); False when another attempt won.
+
+        A refused create whose index part records `attempt` is this attempt's own create, retried
+        by the client after its answer was lost: committed.
+        """
+        path = self.path(INDEX, f"part-{part}.parquet")
+        with self.writing(path):
+            if self.store.create(path, data):
+                return True
+        return self.index_attempt(part) == attempt
+
     def cleanup_uncommitted(self) -> list[str]:
-        """Delete temporary files and the shards/errors of parts without an index part."""
+        """Delete temporary files, the shards/errors of parts without an index part, and losing attempts' files."""
         committed = self.committed_parts()
+        listing = {sub: self.list_names(sub) for sub in (SHARDS, INDEX, ERRORS, STATE, "")}
+        attempts: dict[str, set[str]] = {}
+        for sub, split in ((SHARDS, shard_part), (ERRORS, part_file_part)):
+            for name in listing[sub]:
+                if name.startswith(("shard-", "part-")) and (part := split(name))[0] in committed:
+                    attempts.setdefault(part[0], set()).add(part[1])
+        winners = self._winners(attempts)
         removed: list[str] = []
-        for sub in (SHARDS, INDEX, ERRORS, STATE, ""):
-            for name in self.list_names(sub):
-                orphan = name.startswith(TMP_PREFIX)
-                if sub == SHARDS and name.startswith("shard-"):
-                    orphan = orphan or _part_of_shard(name) not in committed
-                if sub == ERRORS and name.startswith("part-"):
-                    orphan = orphan or name[len("part-") : -len(".parquet")] not in committed
+        for sub, names in listing.items():
+            for name in names:
+                orphan = name.startswith(TMP_PREFIX) or (sub == STATE and name.startswith(PROBE_PREFIX))
+                if (sub == SHARDS and name.startswith("shard-")) or (sub == ERRORS and name.startswith("part-")):
+                    part, attempt = (shard_part if sub == SHARDS else part_file_part)(name)
+                    orphan = orphan or part not in committed or winners.get(part, attempt) != attempt
                 if orphan:
                     self.fs.delete_file(self.path(sub, name))
                     removed.append(f"{sub}/{name}" if sub else name)
         return removed
 
+    def part_files(self, sub: str) -> list[str]:
+        """Names of the committed part files in `index.parquet` or `errors.parquet` (one per committed part)."""
+        committed = self.committed_parts()
+        names = [n for n in self.list_names(sub) if n.startswith("part-") and n.endswith(".parquet") and part_file_part(n)[0] in committed]
+        if sub == INDEX:
+            return names
+        attempts: dict[str, set[str]] = {}
+        for name in names:
+            part, attempt = part_file_part(name)
+            attempts.setdefault(part, set()).add(attempt)
+        winners = self._winners(attempts)
+        return [n for n in names if winners.get(part_file_part(n)[0], part_file_part(n)[1]) == part_file_part(n)[1]]
+
     def read_parts(self, sub: str, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
         """Read all committed part files of `index.parquet` or `errors.parquet` as one table."""
-        committed = self.committed_parts()
         tables = []
-        for name in self.list_names(sub):
-            if name.startswith("part-") and name[len("part-") : -len(".parquet")] in committed:
-                with self.fs.open_input_file(self.path(sub, name)) as handle:
-                    tables.append(pq.read_table(handle, columns=columns))
+        for name in self.part_files(sub):
+            with self.fs.open_input_file(self.path(sub, name)) as handle:
+                tables.append(pq.read_table(handle, columns=columns))
         if not tables:
             return schema.empty_table() if schema is not None else pa.table({})
         return pa.concat_tables(tables, promote_options="default")
@@ -297,7 +469,3 @@ class OutputDir:
                 done.update(table.column("id").to_pylist())
         return done
 
-
-def _part_of_shard(name: str) -> str:
-    stem = name[len("shard-") :].split(".", 1)[0]
-    return stem.split("-", 1)[0]

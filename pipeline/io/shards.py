@@ -49,9 +49,9 @@ def open_shard(path: str, fs: Any = None, *, stream: bool = False) -> BinaryIO:
     random-access file.
     """
     if fs is None and is_uri(path):
-        from pyarrow import fs as pafs
+        from pipeline.io.storage import arrow_filesystem
 
-        fs, path = pafs.FileSystem.from_uri(path)
+        fs, path = arrow_filesystem(path)
     if fs is not None:
         return fs.open_input_stream(path) if stream else fs.open_input_file(path)
     return open(local_path(path), "rb")

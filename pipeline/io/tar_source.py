@@ -11,8 +11,8 @@ sample's json member when there is one, else the WebDataset key. Member names sp
 `pipeline.io.shards.split_member`, which also scans the headers and reads members by offset.
 
 Input specs: a tar file, a directory (its committed shards if it is one of our outputs, else every
-``*.tar`` below it), a glob, or a brace pattern (``shards/shard-{a,b}.tar``); several can be joined by
-braces. URIs (``s3://...``) are accepted for single tar files and directories.
+``*.tar`` below it), a glob, a brace pattern (``shards/shard-{a,b}.tar``), or a list file of tar
+paths/URLs (`pipeline.io.tar_lists`); several can be joined by braces. URIs (``s3://...``) are accepted for single tar files and directories.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pipeline.io.shards import (
     read_members,
     scan_tar,
 )
+from pipeline.io.tar_lists import is_list_file, read_list_file
 from pipeline.io.uri import is_uri
 
 TAR_MANIFEST_SCHEMA = pa.schema(
@@ -75,9 +76,10 @@ def _own_output_root(tar_path: str) -> str | None:
 
 
 def expand_tar_spec(spec: str) -> list[str]:
-    """Tar paths for an input spec (file, directory, glob, brace pattern), sorted, without duplicates."""
+    """Tar paths for an input spec (file, directory, glob, brace pattern, list file), sorted, without duplicates."""
     found: list[str] = []
-    for part in braceexpand(spec):
+    parts = [p for entry in read_list_file(spec) for p in braceexpand(entry)] if is_list_file(spec) else braceexpand(spec)
+    for part in parts:
         if is_uri(part):
             found.extend(_expand_uri(part))
             continue
@@ -106,9 +108,11 @@ def expand_tar_spec(spec: str) -> list[str]:
 def _expand_uri(uri: str) -> list[str]:
     from pyarrow import fs as pafs
 
+    from pipeline.io.storage import arrow_filesystem
+
     if uri.endswith(".tar"):
         return [uri]
-    filesystem, inner = pafs.FileSystem.from_uri(uri)
+    filesystem, inner = arrow_filesystem(uri)
     scheme = uri.split("://", 1)[0]
     infos = filesystem.get_file_info(pafs.FileSelector(inner, recursive=True))
     return sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and i.path.endswith(".tar"))
@@ -185,7 +189,9 @@ def build_tar_manifest(spec: str | Iterable[str]) -> pa.Table:
 
 
 def is_tar_input(spec: str) -> bool:
-    """True when `spec` names tar shards rather than a Parquet manifest."""
+    """True when `spec` names tar shards (or a list file of them) rather than a Parquet manifest."""
+    if is_list_file(spec):
+        return True
     if "{" in spec or _has_glob(spec) or spec.endswith(".tar"):
         return True
     if is_uri(spec):

@@ -70,6 +70,9 @@ class ReportContent:
     feature_figures: list[Figure] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list)
     cards: list[SampleCard] = field(default_factory=list)
+    score_figures: list[Figure] = field(default_factory=list)
+    worst: dict[str, list[SampleCard]] = field(default_factory=dict)  # score column -> its worst samples, worst first
+    unscored: dict[str, int] = field(default_factory=dict)  # score column -> rows without a value
     sampled_rows: int = 0
     stats_rows: int = 0
     seed: int = 0
@@ -116,7 +119,8 @@ def prepare_folder(dest: Path) -> Path:
     return dest
 
 
-def build_report(root: str, dest: str | Path, samples: int = 6, seed: int = 0, stats_samples: int = 256, top_speakers: int = 20, progress: bool = False) -> ReportResult:
+def build_report(root: str, dest: str | Path, samples: int = 6, seed: int = 0, stats_samples: int = 256, top_speakers: int = 20,
+                 progress: bool = False, worst: int = 3) -> ReportResult:
     """Write the report of the job output `root` into the folder `dest`; see docs/report.md."""
     from pipeline.report.page import render
 
@@ -128,7 +132,7 @@ def build_report(root: str, dest: str | Path, samples: int = 6, seed: int = 0, s
     k = max(samples, stats_samples)
 
     with _bar(progress, count_parts(out), "report: index parts") as bar:
-        stats = scan_index(out, k=k, seed=seed, progress=bar)
+        stats = scan_index(out, k=k, seed=seed, progress=bar, worst=worst)
     errors = scan_errors(out)
     job_name = str(inspection["job"].get("job"))
     content = ReportContent(inspection, kind="samples", errors=errors, seed=seed)
@@ -154,6 +158,7 @@ def build_report(root: str, dest: str | Path, samples: int = 6, seed: int = 0, s
     root_path = Path(root)
     for number, opened in enumerate(opened_players):
         content.cards.append(_card(number, opened, content.kind, root_path, assets))
+    _score_section(content, stats.scores, out, root_path, assets, progress)
 
     html = render(content, MARKER)
     (dest / "index.html").write_text(html, encoding="utf-8")
@@ -175,6 +180,33 @@ def _index_figures(stats, assets: _Assets, top_speakers: int) -> list[Figure]:
         out_rates = ", ".join(f"{r / 1000:g} kHz" for r in sorted(stats.output_rates)) or "n/a"
         figures.append(Figure("assets/inputs.png", "Inputs: sample rates and channels", f"output rate: {out_rates}"))
     return figures
+
+
+def _score_section(content: ReportContent, scores, out: OutputDir, root: Path, assets: _Assets, progress: bool) -> None:
+    """Score distributions (all rows) and, per score, its worst samples with players."""
+    from pipeline.report.scores import LABELS
+
+    values = scores.distributions()
+    content.unscored = {c: n for c, n in scores.unscored.items() if n}
+    if not values:
+        return
+    assets.write("scores.png", plots.score_histograms(values, LABELS))
+    content.score_figures.append(Figure("assets/scores.png", "Quality scores", f"every scored row of index.parquet; line: median ({', '.join(values)})"))
+    rows = {column: scores.worst_rows(column) for column in values}
+    wanted = list({r["id"]: r for column_rows in rows.values() for r in column_rows}.values())
+    with _bar(progress, len({r["shard"] for r in wanted}), "report: audio of the worst samples") as bar:
+        opened = {o.row["id"]: o for o in open_rows(out, wanted, set(AUDIO_EXTS), progress=bar)}
+    number = 100  # asset names apart from the random cards'
+    for column, column_rows in rows.items():
+        cards = []
+        for row in column_rows:
+            if row["id"] not in opened:
+                continue
+            card = _card(number, opened[row["id"]], content.kind, root, assets)
+            card.fields = {column: f"{row['value']:.4g}", **card.fields}
+            cards.append(card)
+            number += 1
+        content.worst[column] = cards
 
 
 def _feature_figures(opened, stats, assets: _Assets) -> list[Figure]:

@@ -18,10 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io.output import ERRORS, INDEX, OutputDir
+from pipeline.report.scores import ScoreStats
 
 # index columns the report uses when a job has them
 STAT_COLUMNS = ("duration", "source_duration", "speaker", "source_sample_rate", "source_channels", "sample_rate", "w2v_frames", "f0_frames")
-KEEP_COLUMNS = ("id", "key", "shard", "duration", "speaker", "text")
+KEEP_COLUMNS = ("id", "key", "shard", "row", "duration", "speaker", "text")
 EXAMPLES_PER_ERROR = 3
 
 
@@ -47,16 +48,17 @@ class IndexStats:
     output_rates: Counter = field(default_factory=Counter)
     columns: set[str] = field(default_factory=set)
     sampled: list[dict[str, Any]] = field(default_factory=list)  # the reservoir, in a seeded random order
+    scores: ScoreStats = field(default_factory=ScoreStats)  # quality-score distributions and worst rows
 
 
 def _part_files(out: OutputDir, sub: str) -> list[str]:
-    committed = out.committed_parts()
-    return [n for n in out.list_names(sub) if n.startswith("part-") and n[len("part-") : -len(".parquet")] in committed]
+    return out.part_files(sub)  # the committed parts' files (on object stores, the winning attempt's)
 
 
-def scan_index(out: OutputDir, k: int, seed: int, progress: Any = None) -> IndexStats:
-    """Stream the committed index parts: histograms' inputs plus a seeded reservoir of `k` rows."""
-    stats = IndexStats()
+def scan_index(out: OutputDir, k: int, seed: int, progress: Any = None, worst: int = 3) -> IndexStats:
+    """Stream the committed index parts: histograms' inputs, a seeded reservoir of `k` rows, and the
+    `worst` rows of each quality score."""
+    stats = IndexStats(scores=ScoreStats(worst=worst))
     rng = random.Random(seed)
     chunks: dict[str, list[np.ndarray]] = {"duration": [], "source_duration": [], "w2v_frames": [], "w2v_durations": []}
     for name in _part_files(out, INDEX):
@@ -64,7 +66,7 @@ def scan_index(out: OutputDir, k: int, seed: int, progress: Any = None) -> Index
             parquet = pq.ParquetFile(handle)
             present = set(parquet.schema_arrow.names)
             stats.columns |= present
-            wanted = [c for c in (*KEEP_COLUMNS, *STAT_COLUMNS) if c in present]
+            wanted = [c for c in (*KEEP_COLUMNS, *STAT_COLUMNS, *ScoreStats.columns_in(present)) if c in present]
             table = parquet.read(columns=list(dict.fromkeys(wanted)))
         for column in ("duration", "source_duration"):
             if column in present:
@@ -77,6 +79,7 @@ def scan_index(out: OutputDir, k: int, seed: int, progress: Any = None) -> Index
             if column in present:
                 counter.update(v for v in table.column(column).to_pylist() if v is not None)
         keep = {c: table.column(c).to_pylist() for c in KEEP_COLUMNS if c in present}
+        stats.scores.add(table, keep)
         for i in range(table.num_rows):
             seen = stats.rows + i
             if len(stats.sampled) < k:

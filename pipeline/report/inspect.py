@@ -16,11 +16,12 @@ def inspect_output(root: str) -> dict[str, Any]:
     summary = summarize(out, job)
     index = out.read_parts(INDEX, columns=["shard"])
     per_shard = Counter(index.column("shard").to_pylist()) if index.num_rows else Counter()
-    shards = []
-    for name in out.list_names(SHARDS):
-        if name.endswith(".tar") and not name.startswith(TMP_PREFIX):
-            size = out.fs.get_file_info(out.path(SHARDS, name)).size
-            shards.append({"shard": f"{SHARDS}/{name}", "samples": per_shard.get(f"{SHARDS}/{name}", 0), "bytes": size})
+    if job.get("layout") == "mirror":  # the tars sit where the input's did (pipeline.engine.mirror_runner)
+        names = sorted(per_shard)
+    else:
+        names = [f"{SHARDS}/{n}" for n in out.list_names(SHARDS) if n.endswith(".tar") and not n.startswith(TMP_PREFIX)]
+    shards = [{"shard": name, "samples": per_shard.get(name, 0), "bytes": out.fs.get_file_info(out.path(name)).size}
+              for name in names]
     leftovers = [n for sub in (SHARDS, INDEX) for n in out.list_names(sub) if n.startswith(TMP_PREFIX)]
     last = out.read_json("summary.json") or {}
     return {

@@ -148,21 +148,43 @@ SAMPLE_TITLES = {
 }
 
 
+def _card_html(card) -> str:
+    meta = " · ".join(f"{escape(k)}: {escape(str(v))}" for k, v in card.fields.items() if k != "text")
+    text = f'<div class="text">“{escape(str(card.fields["text"]))}”</div>' if card.fields.get("text") else ""
+    players = "".join(
+        f'<div class="player"><div class="label">{escape(p.label)} · {p.seconds:.2f} s</div>'
+        f'<audio controls preload="metadata" src="{escape(p.asset)}" title="{escape(p.origin)}"></audio></div>'
+        for p in card.players
+    )
+    spectrogram = f'<img src="{escape(card.spectrogram)}" alt="spectrogram of {escape(card.sample_id)}">' if card.spectrogram else ""
+    note = f'<div class="note">{escape(card.note)}</div>' if card.note else ""
+    return f'<div class="card"><h3>{escape(card.sample_id)}</h3><div class="meta">{meta}</div>{text}<div class="players">{players}</div>{note}{spectrogram}</div>'
+
+
+def _scores_section(content) -> str:
+    if not content.score_figures:
+        return ""
+    from pipeline.report.scores import HIGHER_IS_WORSE, LABELS
+
+    figures = _figures("Quality scores", "scores", content.score_figures, "")
+    unscored = ", ".join(f"{escape(c)} {n}" for c, n in content.unscored.items())
+    parts = [figures.removesuffix("</section>")]
+    if unscored:
+        parts.append(f'<p class="sub" style="color:var(--muted)">rows without a value (not scored, e.g. no reference voice or no text): {unscored}</p>')
+    wide = "" if content.kind == "samples" else " wide"
+    for column, cards in content.worst.items():
+        if not cards:
+            continue
+        end = "highest" if column in HIGHER_IS_WORSE else "lowest"
+        parts.append(f'<h3 id="worst-{escape(column)}">Worst by {escape(LABELS.get(column, column))} ({end} first)</h3>')
+        parts.append(f'<div class="cards{wide}">{"".join(_card_html(c) for c in cards)}</div>')
+    return "".join(parts) + "</section>"
+
+
 def _cards_section(content) -> str:
     if not content.cards:
         return ""
-    cards = []
-    for card in content.cards:
-        meta = " · ".join(f"{escape(k)}: {escape(str(v))}" for k, v in card.fields.items() if k != "text")
-        text = f'<div class="text">“{escape(str(card.fields["text"]))}”</div>' if card.fields.get("text") else ""
-        players = "".join(
-            f'<div class="player"><div class="label">{escape(p.label)} · {p.seconds:.2f} s</div>'
-            f'<audio controls preload="metadata" src="{escape(p.asset)}" title="{escape(p.origin)}"></audio></div>'
-            for p in card.players
-        )
-        spectrogram = f'<img src="{escape(card.spectrogram)}" alt="spectrogram of {escape(card.sample_id)}">' if card.spectrogram else ""
-        note = f'<div class="note">{escape(card.note)}</div>' if card.note else ""
-        cards.append(f'<div class="card"><h3>{escape(card.sample_id)}</h3><div class="meta">{meta}</div>{text}<div class="players">{players}</div>{note}{spectrogram}</div>')
+    cards = [_card_html(card) for card in content.cards]
     how = f"{len(content.cards)} samples drawn at random (seed {content.seed}) from the index"
     return f'<section id="samples"><h2>{SAMPLE_TITLES[content.kind]}</h2><p class="sub" style="color:var(--muted);margin-top:-6px">{how}</p><div class="cards{"" if content.kind == "samples" else " wide"}">{"".join(cards)}</div></section>'
 
@@ -188,6 +210,7 @@ def render(content, marker: str) -> str:
         _errors_section(content),
         _figures("Distributions", "distributions", content.figures, "The index has no columns to plot."),
         features,
+        _scores_section(content),
         _cards_section(content),
         f"</main><footer>hsp report · seed {content.seed} · distributions from index.parquet (all rows)"
         f"{f' · features from {content.stats_rows} sampled rows' if content.feature_figures else ''}"

@@ -187,3 +187,22 @@ def spectrograms(panels: Sequence[tuple[str, np.ndarray, int]], max_hz: float | 
     axes[0][0].set_ylabel("kHz", fontsize=8)
     axes[0][-1].set_xlabel(f"time (s); colour {vmin:g} to {vmax:g} dBFS", fontsize=8)
     return _png(fig)
+
+
+def score_histograms(values: dict[str, np.ndarray], labels: dict[str, str]) -> bytes:
+    """One small histogram per quality score, with its median and the count of scored rows."""
+    columns = list(values)
+    per_row = 3
+    rows = (len(columns) + per_row - 1) // per_row
+    fig, axes = plt.subplots(rows, per_row, figsize=(WIDE[0], 2.2 * rows), squeeze=False)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    for ax, column in zip(axes.flat, columns, strict=False):
+        data = values[column]
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.hist(data, bins=30, color=COLOR, alpha=0.85)
+        ax.axvline(float(np.median(data)), color=COLOR_2, linewidth=1.2)
+        ax.set_title(f"{labels.get(column, column)}\nmedian {np.median(data):.3g}, {data.size} rows", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return _png(fig)

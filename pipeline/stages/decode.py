@@ -33,6 +33,7 @@ class DecodeStage(Stage):
 
     name = "decode"
     batch_size = 8
+    outputs = ("audio", "sample_rate")
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class DecodeStage(Stage):
         super().__init__(resources)
         self.sample_rate = sample_rate
         self.column = column
+        self.field_inputs = (column,)
         self.channel_policy = channel_policy
         self.max_seconds = max_seconds
         self.min_length = min_length

@@ -12,11 +12,13 @@ class EncodeFlacStage(Stage):
 
     name = "encode_flac"
     batch_size = 8
+    inputs = ("audio", "sample_rate")
 
     def __init__(self, *, bits: int = 16, source: str = "audio", member: str = "flac", resources: Resources | None = None):
         super().__init__(resources)
         self.bits = bits
         self.source = source
+        self.inputs = (source, "sample_rate")
         self.member = member
 
     def process_item(self, item: Item) -> None:

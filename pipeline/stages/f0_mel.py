@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
+from hierspeech.defaults import SAMPLE_RATE
 from hierspeech.f0 import DEFAULT_BACKEND as DEFAULT_F0_BACKEND
-from hierspeech.w2v import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.npy import npy_bytes
@@ -29,6 +29,7 @@ class F0MelStage(Stage):
     name = "f0_mel"
     stateful = True
     batch_size = 1
+    inputs = ("audio",)
     input_rows_per_block = 1  # one item per actor call, spread over the whole pool
 
     def __init__(

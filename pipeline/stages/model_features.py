@@ -7,19 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierspeech.w2v import DEFAULT_MODEL as DEFAULT_W2V_MODEL
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import FEATURE_LAYER, SAMPLE_RATE
+from hierspeech.defaults import PAD_MULTIPLE as DENOISE_PAD_MULTIPLE
+from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.npy import npy_bytes
-
-DENOISE_PAD_MULTIPLE = 1600  # upstream pads prompts to a multiple of 1600 before MP-SENet
 
 
 @dataclass(frozen=True)
 class W2vOptions:
     model: str = DEFAULT_W2V_MODEL
-    layer: int = 7
+    layer: int = FEATURE_LAYER
     dtype: str = "float16"
     batch_seconds: float = 120.0
     max_batch_size: int = 16
@@ -38,6 +38,7 @@ class ModelFeaturesStage(Stage):
     name = "model_features"
     stateful = True
     batch_size = 16
+    inputs = ("audio",)
     input_rows_per_block = 16  # a block per batch, so several model actors share the input
 
     def __init__(
@@ -45,7 +46,7 @@ class ModelFeaturesStage(Stage):
         *,
         w2v: W2vOptions | None = W2vOptions(),
         denoiser_ckpt: str | None = None,
-        denoise_chunk_seconds: float | None = 4.0,
+        denoise_chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         denoise_batch_items: int = 0,
         resources: Resources | None = None,
     ):

@@ -54,6 +54,8 @@ class NormalizeStage(Stage):
 
     name = "normalize"
     batch_size = 8
+    inputs = ("audio", "source_peak")
+    outputs = ("audio",)
 
     def __init__(self, mode: str = DEFAULT_NORMALIZE, resources: Resources | None = None):
         super().__init__(resources)

@@ -22,6 +22,8 @@ class SpeechSRStage(Stage):
     name = "speechsr"
     stateful = True
     batch_size = 8
+    inputs = ("audio", "sample_rate")
+    outputs = ("audio", "sample_rate")
 
     def __init__(self, variant: str, *, checkpoint: str | None = None, expected_sha256: str | None = None,
                  batch_seconds: float | None = None, window: int | None = None,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import soundfile as sf
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.stages.encode import EncodeFlacStage
 
@@ -25,6 +25,7 @@ class StoredAudioStage(EncodeFlacStage):
     """
 
     name = "stored_audio"
+    outputs = ("audio",)  # replaced by the samples as stored
 
     def process_item(self, item: Item) -> None:
         started = time.perf_counter()

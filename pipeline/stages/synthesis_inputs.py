@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import SAMPLE_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.synthesis_params import InputLimits, SynthesisDefaults, derive_seed
@@ -24,6 +24,7 @@ class SynthesisInputStage(Stage):
 
     name = "synth_inputs"
     batch_size = 8
+    outputs = ("mode", "params", "prompt", "source", "expected_seconds", "tokens")  # source: VC rows, tokens: TTS rows
 
     def __init__(self, *, default_mode: str | None, defaults: SynthesisDefaults, limits: InputLimits, resources: Resources | None = None):
         super().__init__(resources)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from hierspeech.w2v import SAMPLE_RATE
+from hierspeech.defaults import PAD_MULTIPLE as PROMPT_PAD_MULTIPLE
+from hierspeech.defaults import SAMPLE_RATE
+from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.stages.synthesis_params import ModelPaths
 
-PROMPT_PAD_MULTIPLE = 1600  # upstream pads prompts to a multiple of 1600 (denoiser hop 400 x mel hop 320)
 F0_CLIP_HZ = 55.0
 
 
@@ -31,6 +32,13 @@ class SynthesisModelStage(Stage):
     name = "synthesis"
     stateful = True
     batch_size = 8
+    inputs = ("mode", "params", "prompt")
+    optional_inputs = ("source", "log_f0", "tokens")  # by row mode (MODE_INPUTS); an instance keeps its modes'
+    outputs = ("raw", "raw_rate", "prompt_peak")
+    MODE_INPUTS: ClassVar[dict[str, tuple[str, ...]]] = {"vc": ("source", "log_f0"), "tts": ("tokens",)}
+
+    def required_inputs(self, item: Item) -> tuple[str, ...]:
+        return self.inputs + self.MODE_INPUTS.get(item.data.get("mode"), ())
     input_rows_per_block = 8
 
     def __init__(
@@ -38,7 +46,7 @@ class SynthesisModelStage(Stage):
         models: ModelPaths,
         *,
         modes: tuple[str, ...],
-        denoise_chunk_seconds: float | None = 4.0,
+        denoise_chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         max_batch_items: int = 0,
         speechsr_window: int | None = None,
         speechsr_windows_per_call: int | None = None,
@@ -50,6 +58,7 @@ class SynthesisModelStage(Stage):
         self.speechsr_windows_per_call = speechsr_windows_per_call  # windows per SpeechSR call (None: the default)
         self.models = models
         self.modes = modes
+        self.optional_inputs = tuple(key for mode in modes for key in self.MODE_INPUTS[mode])
         self.denoise_chunk_seconds = denoise_chunk_seconds
         self.provenance: dict[str, Any] = {}
 
@@ -152,7 +161,7 @@ class SynthesisModelStage(Stage):
         noisy = [b for b, item in enumerate(items) if item.data["params"]["denoise_ratio"] > 0]
         if noisy:
             lengths = [originals[b].shape[0] for b in noisy]
-            padded = [(length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE for length in lengths]
+            padded = [(length // PROMPT_PAD_MULTIPLE + 1) * PROMPT_PAD_MULTIPLE for length in lengths]  # as upstream inference: one more block
             batch = torch.zeros(len(noisy), max(padded), device=self.device)
             for row, b in enumerate(noisy):
                 batch[row, : lengths[row]] = originals[b]

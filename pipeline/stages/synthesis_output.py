@@ -18,6 +18,8 @@ class SynthesisOutputStage(Stage):
 
     name = "synth_output"
     batch_size = 8
+    inputs = ("raw", "raw_rate", "params", "prompt_peak")
+    optional_inputs = ("expected_seconds",)  # the duration gate is skipped without it
 
     def __init__(self, *, gates: GateLimits, drop_failed_gates: bool = False, resources: Resources | None = None):
         super().__init__(resources)

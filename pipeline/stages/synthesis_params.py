@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from hierspeech.w2v import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import DEFAULT_MODEL as DEFAULT_W2V_MODEL
+from hierspeech.defaults import FEATURE_LAYER
 
 
 def derive_seed(base_seed: int, *parts: str) -> int:
@@ -68,5 +69,5 @@ class ModelPaths:
     denoiser: str | None = None
     speechsr: dict[int, str] = field(default_factory=dict)
     w2v_model: str = DEFAULT_W2V_MODEL
-    w2v_layer: int = 7
+    w2v_layer: int = FEATURE_LAYER
 

@@ -20,6 +20,7 @@ class TokensStage(Stage):
 
     name = "tokens"
     batch_size = 16
+    field_inputs = ("text", "language")
 
     def __init__(self, *, add_blank: bool = True, max_tokens: int | None = 1024, default_language: str = "en-us", resources: Resources | None = None):
         super().__init__(resources)

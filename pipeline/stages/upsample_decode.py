@@ -43,6 +43,8 @@ class UpsampleDecodeStage(DecodeStage):
     other member is kept as it is, to be written again unchanged.
     """
 
+    outputs = ("audio", "sample_rate", "source_peak")
+
     def __init__(self, *, channel_policy: ChannelPolicy = "first", max_seconds: float | None = None,
                  resources: Resources | None = None):
         super().__init__(MODEL_INPUT_RATE, channel_policy=channel_policy, max_seconds=max_seconds, resources=resources)

@@ -16,6 +16,12 @@ class VcF0Stage(Stage):
     name = "vc_f0"
     stateful = True
     batch_size = 1
+    inputs = ("mode",)
+    optional_inputs = ("source", "prompt")  # VC rows only
+    outputs = ("log_f0",)
+
+    def required_inputs(self, item: Item) -> tuple[str, ...]:
+        return (*self.inputs, *self.optional_inputs) if item.data.get("mode") == "vc" else self.inputs
     input_rows_per_block = 1
 
     def __init__(self, *, backend: str = DEFAULT_F0_BACKEND, resources: Resources | None = None):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from pipeline.engine.item import Item
-from pipeline.engine.job import Job
+from pipeline.engine.job import Job, JobSpec
 from pipeline.engine.stage import Resources, Stage
-from pipeline.prepare import prepare_job
+from pipeline.prepare import PREPARE, PrepareConfig, prepare_job
 
 
 class PlacementProbeStage(Stage):
@@ -68,23 +69,33 @@ class SlowProbeStage(PlacementProbeStage):
         super().process_item(item)
 
 
-def probe_job(num_gpus: float = 1.0, actors: int = 1, delay: float = 0.0, batch_size: int = 4, hold: str = "") -> Job:
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The probe stage's GPUs and actors, and its fault-test knobs (`SlowProbeStage`)."""
+
+    num_gpus: float = 1.0  # GPUs per probe actor
+    actors: int = 1
+    delay: float = 0.0  # seconds to sleep per item (fault tests)
+    batch_size: int = 4  # rows per probe call (1: parts commit one by one)
+    hold: str = ""  # after its first row, each probe actor waits for this file to exist (fault tests)
+
+
+def probe_job(config: ProbeConfig) -> Job:
     """`prepare` (decode + FLAC) plus a GPU stage that records its placement in each sample's json.
 
     A small real job for checking a cluster: GPU samples must show a GPU node's ip and GPU ids.
     """
-    base = prepare_job(16000)
+    base = prepare_job(PrepareConfig())
 
     def build() -> list[Stage]:
-        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=num_gpus, actors=actors), delay=delay, batch_size=batch_size, hold=hold)
+        probe = SlowProbeStage(Resources(num_cpus=0.5, num_gpus=config.num_gpus, actors=config.actors), delay=config.delay,
+                               batch_size=config.batch_size, hold=config.hold)
         return [*base.build_stages(), probe]
 
-    return Job(
-        name="probe",
-        build_stages=build,
-        index_fields=base.index_fields,
-        output_options={**base.output_options, "num_gpus": num_gpus},
-    )
+    return PROBE.job(build, {**base.output_options, "num_gpus": config.num_gpus})
+
+
+PROBE = JobSpec(name="probe", command=("probe",), config=ProbeConfig, build=probe_job, index_fields=PREPARE.index_fields)
 
 
 class OutOfMemoryProbeStage(Stage):

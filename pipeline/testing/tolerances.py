@@ -50,6 +50,12 @@ CUDA_VS_CPU: dict[str, Tolerance] = {
     "speechsr": Tolerance("SpeechSR output samples", 1e-3, "abs", "cuDNN 1-D convs and the anti-aliased activations"),
 }
 
+SCORERS_CUDA_VS_CPU: dict[str, Tolerance] = {
+    "speaker_sim": Tolerance("speaker similarity (cosine of GE2E embeddings)", 1e-3, "abs", "cuDNN LSTM vs the CPU LSTM, float32"),
+}
+"""The quality scorers a GPU helps, CUDA against CPU (tests/gpu/test_score_cuda.py); the score
+stage does not batch across rows, so there is no batch-vs-alone entry for them."""
+
 
 def max_abs_diff(a, b, unit: str) -> float:
     """max |a - b| of two equal-shape arrays in `unit` (int16 LSB: a and b are floats in [-1, 1])."""

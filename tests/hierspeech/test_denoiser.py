@@ -10,9 +10,22 @@ import pytest
 import torch
 
 from hierspeech.checkpoint import CheckpointMismatchError
-from hierspeech.denoiser import Denoiser, DenoiserConfig, _crossfade_weights, denoise, output_length
+from hierspeech.denoiser import (
+    Denoiser,
+    DenoiserConfig,
+    _crossfade_weights,
+    _rms_gain,
+    denoise,
+    output_length,
+)
 from hierspeech.modules import conformer
-from hierspeech.modules.mag_phase_stft import mag_phase_stft
+from hierspeech.modules.mag_phase_stft import (
+    complex_istft,
+    compressed_to_complex,
+    mag_phase_stft,
+    reflect_padded_segment,
+    window_envelope,
+)
 from hierspeech.testing.denoiser import tiny_denoiser
 from hierspeech.testing.synthetic_weights import load_synthetic_weights, synthetic_state_dict
 
@@ -189,13 +202,14 @@ def test_from_pretrained_loads_official_layout_strictly(tmp_path: Path, syntheti
 
 def test_batch_mixing_chunked_and_whole_items_equals_single_runs() -> None:
     model = tiny_denoiser()
-    lengths = [12000, 3000]
+    lengths = [12000, 3000, 9001]  # two streamed, one in one piece
     batch = _ragged_batch(lengths, seed=2)
     settings = {"chunk_seconds": 0.25, "overlap_seconds": 0.05}
     out = denoise(batch, model, lengths, **settings)
     for i, n in enumerate(lengths):
         alone = denoise(batch[i, :n], model, **settings)[0]
         assert (out[i, : alone.shape[0]] - alone).abs().max().item() < 1e-5
+        assert not out[i, alone.shape[0] :].any()
 
 
 def test_package_exports_denoiser() -> None:
@@ -203,3 +217,116 @@ def test_package_exports_denoiser() -> None:
 
     assert hierspeech.Denoiser is Denoiser
     assert hierspeech.denoise is denoise
+
+
+def _spectral_crossfade(noisy: torch.Tensor, model: Denoiser, chunk_seconds: float, overlap_seconds: float,
+                        chunk_batch_size: int = 1) -> torch.Tensor:  # fmt: skip
+    """The chunked formulation before streaming, kept here as the reference: one STFT of the whole input,
+    each window's model output cross-faded into one full-length complex spectrum, one inverse STFT."""
+    cfg, hop = model.config, model.config.hop_size
+    chunk = round(chunk_seconds * cfg.sampling_rate / hop)
+    overlap = round(overlap_seconds * cfg.sampling_rate / hop)
+    gain = _rms_gain(noisy)
+    mag, pha = mag_phase_stft((noisy * gain)[None], cfg.n_fft, hop, model.window, cfg.compress_factor)
+    n_frames = mag.shape[-1]
+    starts = [*range(0, n_frames - chunk, chunk - overlap), n_frames - chunk]
+    weights = _crossfade_weights(starts, chunk, mag.device)
+    spec = torch.zeros(mag.shape, dtype=torch.complex64)
+    total = torch.zeros(n_frames)
+    with torch.inference_mode():
+        for first in range(0, len(starts), chunk_batch_size):
+            group = starts[first : first + chunk_batch_size]
+            mag_g, pha_g = model(torch.cat([mag[..., s : s + chunk] for s in group]),
+                                 torch.cat([pha[..., s : s + chunk] for s in group]))  # fmt: skip
+            pieces = compressed_to_complex(mag_g, pha_g, cfg.compress_factor)
+            for j, s in enumerate(group):
+                spec[0, :, s : s + chunk] += pieces[j] * weights[first + j]
+                total[s : s + chunk] += weights[first + j]
+    return complex_istft(spec / total, cfg.n_fft, hop, model.window)[0] / gain
+
+
+@pytest.mark.parametrize(
+    ("length", "chunk_s", "overlap_s", "batch"),
+    [(16000 + 77, 0.25, 0.0625, 1), (48005, 0.25, 0.05, 3), (12345, 0.1, 0.0, 2), (16077, 0.3, 0.2, 1), (4000, 0.2, 0.05, 4)],
+)
+def test_streamed_chunks_equal_the_spectral_crossfade(length: int, chunk_s: float, overlap_s: float, batch: int) -> None:
+    """Waveform-domain overlap-add of per-window inverses equals the full-spectrogram cross-fade (observed <= 3e-6)."""
+    model = tiny_denoiser()
+    noisy = _ragged_batch([length], seed=length)[0]
+    streamed = denoise(noisy, model, chunk_seconds=chunk_s, overlap_seconds=overlap_s, chunk_batch_size=batch)[0]
+    reference = _spectral_crossfade(noisy, model, chunk_s, overlap_s, batch)
+    assert streamed.shape == reference.shape == (output_length(length, model.config.hop_size),)
+    assert (streamed - reference).abs().max().item() < 1e-4
+
+
+def test_streamed_chunks_equal_the_spectral_crossfade_at_released_size(synthetic_model: Denoiser) -> None:
+    noisy = _ragged_batch([9650], seed=7)[0]  # 0.6 s in windows of 0.25 s (40 frames), 0.05 s overlap
+    streamed = denoise(noisy, synthetic_model, chunk_seconds=0.25, overlap_seconds=0.05)[0]
+    reference = _spectral_crossfade(noisy, synthetic_model, 0.25, 0.05)
+    assert (streamed - reference).abs().max().item() < 1e-4
+
+
+def test_input_at_the_one_piece_limit_is_not_chunked() -> None:
+    model = tiny_denoiser()
+    noisy = _ragged_batch([250 * 16 - 1])[0]  # 250 STFT frames = a 0.25 s window exactly
+    one_piece = denoise(noisy, model, chunk_seconds=None)
+    assert torch.equal(denoise(noisy, model, chunk_seconds=0.25, overlap_seconds=0.05), one_piece)
+    longer = _ragged_batch([250 * 16], seed=1)[0]  # 251 frames: chunked
+    assert not torch.equal(denoise(longer, model, chunk_seconds=0.25, overlap_seconds=0.05),
+                           denoise(longer, model, chunk_seconds=None))  # fmt: skip
+
+
+def test_reflect_padded_segment_equals_padding_the_whole_signal() -> None:
+    wav = torch.randn(50, generator=torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(wav[None, None], (8, 8), mode="reflect")[0, 0]
+    for start, length in [(0, 66), (0, 5), (3, 20), (20, 10), (40, 26), (60, 6)]:
+        assert torch.equal(reflect_padded_segment(wav, start, length, 8), padded[start : start + length])
+
+
+def test_window_envelope_is_the_istft_normaliser() -> None:
+    n_fft, hop, n_frames = 64, 16, 12
+    window = torch.hann_window(n_fft)
+    full = window_envelope(0, n_fft + hop * (n_frames - 1), n_frames, n_fft, hop, window)
+    expected = torch.zeros(n_fft + hop * (n_frames - 1))
+    for f in range(n_frames):
+        expected[f * hop : f * hop + n_fft] += window**2
+    assert torch.allclose(full, expected, rtol=0, atol=1e-6)
+    assert torch.equal(window_envelope(37, 101, n_frames, n_fft, hop, window), full[37:101])
+
+
+def test_blocked_stages_equal_whole_tensor_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conformer stages over blocks of frames / bins and norms over groups of channels are exact rewrites."""
+    from hierspeech.modules import mpsenet_blocks
+
+    model = tiny_denoiser()
+    lengths = [4000, 2333]
+    batch = _ragged_batch(lengths, seed=5)
+    monkeypatch.setattr(conformer, "POSITIONS_PER_BLOCK", 10**9)
+    monkeypatch.setattr(mpsenet_blocks, "CHANNELS_PER_STEP", 10**6)
+    whole = denoise(batch, model, lengths, chunk_seconds=None)
+    monkeypatch.setattr(conformer, "POSITIONS_PER_BLOCK", 7)  # one frame or one bin per step
+    monkeypatch.setattr(mpsenet_blocks, "CHANNELS_PER_STEP", 3)
+    blocked = denoise(batch, model, lengths, chunk_seconds=None)
+    assert (blocked - whole).abs().max().item() < 1e-6
+
+
+def test_streamed_mode_never_holds_a_full_length_spectrogram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory flat in length: no spectrogram wider than one window (+ nothing inverted whole) in chunked mode."""
+    import hierspeech.denoiser as denoiser_module
+
+    widest: list[int] = []
+
+    def recording(wav: torch.Tensor, *args, **kwargs):
+        mag, pha = mag_phase_stft(wav, *args, **kwargs)
+        widest.append(mag.shape[-1])
+        return mag, pha
+
+    def no_whole_inverse(*args, **kwargs):
+        raise AssertionError("chunked mode inverted a whole-length spectrum")
+
+    monkeypatch.setattr(denoiser_module, "mag_phase_stft", recording)
+    monkeypatch.setattr(denoiser_module, "complex_istft", no_whole_inverse)
+    model = tiny_denoiser()
+    out = denoise(_ragged_batch([30000], seed=4)[0], model, chunk_seconds=0.25, overlap_seconds=0.05)
+    assert out.shape == (1, output_length(30000, model.config.hop_size)) and torch.isfinite(out).all()
+    assert widest and max(widest) <= 250  # the window: 0.25 s = 250 frames of 16 samples

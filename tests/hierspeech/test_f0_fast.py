@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from bench.f0_corpus import CONDITIONS, make_corpus, product_padding
+from hierspeech.f0 import fast
 from hierspeech.f0.fast import yaapt_fast, yaapt_fast_batch
 from hierspeech.testing.f0 import assert_f0_parity
 
@@ -118,3 +119,64 @@ def test_degenerate_inputs_like_amfm(kind: str) -> None:
     both = (ref > 0) & (ours > 0)
     if both.any():
         assert np.mean(np.abs(ref[both] - ours[both]) <= 1.0) >= 0.99
+
+
+def _clear_constant_caches() -> None:
+    for cached in (fast._bandpass, fast._nlfer_basis, fast._kaiser):
+        cached.cache_clear()
+
+
+def test_cached_constants_give_cold_call_results_across_lengths_and_params() -> None:
+    """Filter taps, DFT bases and windows are built once per parameter set: every warm call, interleaved over
+    lengths and both product parameter sets (f0_max 400 and 1100), equals a call on empty caches."""
+    rng = np.random.default_rng(3)
+    t = np.arange(4 * 16000) / 16000
+    voiced = 0.3 * np.sin(2 * np.pi * (120 + 40 * t) * t) + 0.02 * rng.standard_normal(t.shape[0])
+    signals = [product_padding(voiced[:n].astype(np.float32)) for n in (3000, 16000 + 77, 4 * 16000)]
+    cases = [(i, name) for i in range(len(signals)) for name in VARIANTS]
+    cold = {}
+    for i, name in cases:
+        _clear_constant_caches()
+        cold[i, name] = yaapt_fast(signals[i], 16000, **VARIANTS[name])
+    assert any(cold[i, "extract_f0"].any() for i in range(len(signals)))  # some frames voiced
+    for i, name in [*reversed(cases), *cases]:
+        np.testing.assert_array_equal(yaapt_fast(signals[i], 16000, **VARIANTS[name]), cold[i, name])
+    for cached in (fast._bandpass(16000.0, 150, 50.0, 1500.0), *fast._nlfer_basis(320, 8192, 59, 205)):
+        assert not cached.flags.writeable  # shared by later calls: callers cannot alter it
+
+
+def test_nlfer_kernel_matches_the_fft_definition() -> None:
+    """pYAAPT's NLFER: per frame, the summed |rfft(hann * frame, 8192)| over the low band, mean-normalised."""
+    from scipy.signal.windows import hann
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(9000) * 0.1
+    for f0_max in (400.0, 1100.0):
+        params = fast.YaaptParams(f0_max=f0_max)
+        ours = fast._nlfer(x, 16000.0, 320, 80, params)
+        k_lo = int(np.around(params.f0_min * 2 / 16000 * 8192)) - 1
+        k_hi = int(np.around(params.f0_max / 16000 * 8192))
+        frames = fast._frames(x, ours.shape[0], 320, 80) * hann(322)[1:-1]
+        energy = np.abs(np.fft.rfft(frames, 8192)[:, k_lo:k_hi]).sum(axis=1)
+        np.testing.assert_allclose(ours, energy / energy.mean(), rtol=1e-6)
+
+
+def test_bandpass_kernel_matches_lfilter() -> None:
+    from scipy.signal import lfilter
+
+    taps = fast._bandpass(16000.0, 150, 50.0, 1500.0)
+    rng = np.random.default_rng(5)
+    for n in (1, 151, 4003):
+        x = rng.standard_normal(n) * 0.3
+        filtered, squared = fast._bandpass_both(taps, x)
+        np.testing.assert_allclose(filtered, lfilter(taps, 1, x), rtol=0, atol=1e-14)
+        np.testing.assert_allclose(squared, lfilter(taps, 1, x**2), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("size", [1, 5, 7])
+def test_median_filter_equals_scipy(size: int) -> None:
+    from scipy.signal import medfilt
+
+    rng = np.random.default_rng(6)
+    for x in (rng.standard_normal(40), np.round(rng.standard_normal(40)), np.zeros(9), np.arange(size + 1.0)):
+        np.testing.assert_array_equal(fast._medfilt(x, size), medfilt(x, size))

@@ -110,3 +110,13 @@ def test_windowed_20_seconds_equals_whole(models, speech: torch.Tensor, variant:
     wave = torch.cat([speech, speech[: 8 * 16000 + 1]])  # 20 s + 1 sample (odd)
     got = upsample_long(models[variant], wave, window=2048, batch_size=8)
     assert float((got - _solo(models[variant], wave)).abs().max()) <= ATOL
+
+
+def test_offloaded_outputs_are_the_same_samples_on_the_cpu(models, speech: torch.Tensor) -> None:
+    """`offload` (the CUDA default) collects each batch's kept samples on the CPU: same values."""
+    model = models["24k"]
+    waves = [speech[:4001], speech[5000:17345], speech[100:107]]
+    kept = upsample_batch(model, waves, window=3000, batch_size=2, offload=False)
+    offloaded = upsample_batch(model, waves, window=3000, batch_size=2, offload=True)
+    for a, b in zip(kept, offloaded, strict=True):
+        assert b.device.type == "cpu" and torch.equal(a, b)

@@ -68,7 +68,9 @@ def test_config_is_built_like_official_inference(config) -> None:
     assert config.segment_size == 192  # segment_size // hop_length
     assert config.cfg and config.gin_channels == 256
     assert config.samples_per_frame == 320
-    assert config.extra == {"n_layers_q": 3, "use_spectral_norm": False, "wav2vec_feature_layer": 7}
+    # official model keys the network does not use are fields too: nothing is unknown
+    assert (config.n_layers_q, config.use_spectral_norm, config.wav2vec_feature_layer) == (3, False, 7)
+    assert config.unknown_keys == ()
 
 
 def test_state_dict_equals_manifest(model, reference_dir) -> None:
@@ -258,3 +260,26 @@ def test_fused_weight_norm_gives_the_same_audio() -> None:
     )
     assert max_diff(before, after) <= 1e-6
     assert set(model.state_dict()) == set(tiny_synthesizer().state_dict())  # still the official layout
+
+
+def test_vocoder_radius_of_the_released_config(model) -> None:
+    """The bucketed vocoder's exact-tail bound at the released layer sizes (kernels, dilations, rates)."""
+    assert model.vocoder_radius() == 95
+
+
+@pytest.mark.slow
+def test_full_size_bucketed_vocoder_equals_single_items(model) -> None:
+    """Released layer sizes: a padded bucket [240, 195] (195 >= the 190-frame tail) plus the rerun tail
+    of the shorter item give each item its single result (~20 s on one CPU thread). Bound: the stage's
+    batch-vs-alone 1e-4 (pipeline.tolerances); measured 2.6e-5, as for an equal-length batch of two
+    (2.7e-5: CPU conv kernels sum in another order at batch 2)."""
+    lengths = [240, 195]
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(2, model.config.inter_channels, max(lengths), generator=gen)
+    g = torch.randn(2, model.config.gin_channels, 1, generator=gen)
+    hop = model.config.samples_per_frame
+    with torch.no_grad():
+        audio = model.vocode(z, g, torch.tensor(lengths), bucketed=True)
+        for i, n in enumerate(lengths):
+            alone = model.vocode(z[i : i + 1, :, :n], g[i : i + 1])
+            assert max_diff(audio[i : i + 1, :, : n * hop], alone) <= 1e-4, i

@@ -175,3 +175,66 @@ def test_length_buckets() -> None:
     assert length_buckets(lengths, 8, 1000, 1.0) == [[1, 3], [2, 4, 0]]
     assert length_buckets([5000, 10], 8, 1000, 1.0) == [[0], [1]]
     assert length_buckets(lengths, 8, 10_000, 0.25) == [[1, 3], [2], [4], [0]]
+
+
+CHUNK_ATOL = 1e-5
+"""Chunked vs one-pass conv encoder: the same sums, by kernels run on other lengths (5e-7 measured)."""
+BF16_MAX_ABS = 0.15
+BF16_RELATIVE_RMS = 0.03
+"""bf16 autocast vs float32 on the tiny config (unit-scale features): measured max 0.064, RMS error 1.6 % of
+the features' RMS (bench/bench_w2v_precision.py measures the MMS-300m architecture too)."""
+
+
+@pytest.mark.parametrize("stable_layer_norm", [True, False], ids=["layer-norm", "group-norm"])
+def test_batched_equals_single_for_both_conv_norms(tmp_path: Path, stable_layer_norm: bool) -> None:
+    """A group-normed conv encoder normalises over the padded time axis: such models only batch
+    equal lengths (padded, the valid frames moved by 0.5); layer-normed ones pad and mask."""
+    torch.manual_seed(2)
+    Wav2Vec2Model(tiny_wav2vec2_config(stable_layer_norm=stable_layer_norm)).save_pretrained(tmp_path)
+    features = Wav2Vec2Features.from_pretrained(tmp_path, local_files_only=True)
+    assert features.pads_exactly is stable_layer_norm
+    lengths = [16000, 47999, 30000, 12345, 48000, 16100, 31000]  # 16000 and 16100 prepare to one length
+    wavs = _waves(lengths, seed=4)
+    singles = [extract_w2v(features, [w], dtype=torch.float32, backend="transformers")[0] for w in wavs]
+    batched = extract_w2v(features, wavs, max_batch_size=4, max_padding=1.0, dtype=torch.float32, backend="transformers")
+    worst = max((one - many).abs().max().item() for one, many in zip(singles, batched, strict=True))
+    assert worst <= BATCH_ATOL, worst
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chunked_conv_encoder_equals_one_pass(saved_model: tuple[Path, Wav2Vec2ForPreTraining], batch: int) -> None:
+    """The transformers backend runs the conv encoder `conv_chunk_frames` frames at a time (long items on
+    a GPU); chunks of 7 frames (per item: 7 // batch) against one pass."""
+    path, _ = saved_model
+    features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
+    wavs = _waves([100_000, 99_000, 98_500][:batch], seed=6)
+    features.conv_chunk_frames = None
+    whole = extract_w2v(features, wavs, max_batch_size=batch, max_padding=1.0, dtype=torch.float32, backend="transformers")
+    features.conv_chunk_frames = 7
+    x = prepare_audio(wavs[0])[None]
+    assert features.conv_features(x).shape[1] == num_frames(100_000)
+    chunked = extract_w2v(features, wavs, max_batch_size=batch, max_padding=1.0, dtype=torch.float32, backend="transformers")
+    worst = max((a - b).abs().max().item() for a, b in zip(whole, chunked, strict=True))
+    assert worst <= CHUNK_ATOL, worst
+
+
+def test_features_on_the_asked_device_and_bf16(saved_model: tuple[Path, Wav2Vec2ForPreTraining]) -> None:
+    path, _ = saved_model
+    features = Wav2Vec2Features.from_pretrained(path, local_files_only=True)
+    wavs = _waves([23456, 12000], seed=7)
+    kept = extract_w2v(features, wavs, dtype=torch.float32, device=features.device)
+    assert [f.device for f in kept] == [features.device] * 2
+    assert extract_w2v(features, wavs[:1], device="meta")[0].device.type == "meta"
+    assert features.backend_for("auto", "bf16") == "transformers"
+    assert features.backend_provenance("auto", "bf16") == {"backend": "transformers", "precision": "bf16"}
+    with pytest.raises(ValueError, match="float32"):
+        features.backend_for("packed", "bf16")
+    with pytest.raises(ValueError, match="unknown w2v precision"):
+        features.backend_for("auto", "fp8")
+    fp32 = extract_w2v(features, wavs, dtype=torch.float32, backend="transformers")
+    bf16 = extract_w2v(features, wavs, dtype=torch.float32, precision="bf16")
+    for full, half in zip(fp32, bf16, strict=True):
+        assert half.dtype == torch.float32 and half.shape == full.shape
+        error = half - full
+        assert 0 < error.abs().max().item() <= BF16_MAX_ABS
+        assert error.pow(2).mean().sqrt() <= BF16_RELATIVE_RMS * full.pow(2).mean().sqrt()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
@@ -47,6 +48,16 @@ def test_yaml_keys_become_the_command_line():
     context = job_command("prepare").make_context("prepare", argv)
     assert context.params["stage_resources"] == {"decode": {"num_cpus": 2.0, "memory": 1 << 30}, "encode_flac": {"actors": 1}}
     assert context.params["sample_rate"] == 24000 and context.params["manifest_path"] == "s3://bucket/m.parquet"
+
+
+def test_storage_options_mapping_becomes_json():
+    spec = {"manifest": "s3://b/m.parquet", "output": "s3://b/out", "run": {"storage_options": {"endpoint_url": "http://127.0.0.1:9000"}}}
+    argv = spec_to_argv(job_command("prepare"), spec, "prepare")
+    assert argv[argv.index("--storage-options") + 1] == '{"endpoint_url": "http://127.0.0.1:9000"}'
+    context = job_command("prepare").make_context("prepare", argv)
+    assert context.params["storage_options"] == {"endpoint_url": "http://127.0.0.1:9000"}
+    with pytest.raises(click.BadParameter, match="not valid JSON"):
+        job_command("prepare").make_context("prepare", ["-o", "o", "--storage-options", "{endpoint", "m.parquet"])
 
 
 @pytest.mark.parametrize(
@@ -126,3 +137,37 @@ def test_prepare_job_yaml_runs_like_hsp_prepare(tmp_path):
     assert summary["complete"] and summary["samples_out"] == 7 and not summary["duplicates"], summary
     history = json.loads((out / "_state" / "runs.json").read_text())
     assert history[-1]["command"] == ["python", "-m", "jobs.prepare", str(spec)]
+
+
+def test_every_registered_job_has_an_entry_point_and_an_example():
+    from pipeline.registry import JOBS
+
+    for name in JOBS:
+        assert (REPO_ROOT / "jobs" / f"{name}.py").is_file(), f"jobs/{name}.py"
+        example = EXAMPLES / f"{name}.yaml"
+        assert example.is_file() and yaml.safe_load(example.read_text())["job"] == name, example
+
+
+@pytest.mark.parametrize(("job", "words"), [("synthesize_vc", ("synthesize", "vc")), ("synthesize_tts", ("synthesize", "tts")), ("augment", ("augment",))])
+def test_synthesis_yaml_keys_become_the_subcommand_line(job, words):
+    from pipeline.cli import main
+
+    command = main
+    for word in words:
+        command = command.commands[word]
+    assert job_command(job) is command
+    spec = {"job": job, "inputs": {"manifest": "m.parquet"}, "outputs": {"output": "out"}, "models": {"models_file": "models.yaml"}, "seed": 3}
+    assert spec_to_argv(command, spec, job) == ["--output", "out", "--models", "models.yaml", "--seed", "3", "--", "m.parquet"]
+    with pytest.raises(JobSpecError, match=r"unknown key\(s\) noise_scal"):
+        spec_to_argv(command, {**spec, "noise_scal": 1}, job)
+
+
+def test_synthesis_yaml_errors_go_through_the_root_group(tmp_path, capsys):
+    """A synthesis YAML without checkpoints fails like `hsp synthesize tts` does: one line, exit 2, no output."""
+    spec = tmp_path / "tts.yaml"
+    spec.write_text(yaml.safe_dump({"job": "synthesize_tts", "manifest": str(REPO_ROOT / "pipeline/examples/tts.parquet"), "output": str(tmp_path / "out")}))
+    assert job_main("synthesize_tts", [str(spec)]) == 2
+    assert "Error: pass --synthesizer PATH (or --models models.yaml)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(JobSpecError, match="unknown job 'synthesize'; known jobs: augment, extract, prepare, probe, score, synthesize_tts, synthesize_vc, upsample"):
+        job_command("synthesize")

@@ -7,6 +7,7 @@ grouped by speaker (commit 4792d35), kept here as the oracle for `uniform-row`.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.augment import (
+    PLAN_VERSION,
     AugmentOptions,
     augment_plan,
     distinct_draws,
+    plan_version_of,
     positions_of_ranks,
     prompt_speaker_histogram,
 )
@@ -98,9 +101,10 @@ def random_manifest(rng: np.random.Generator, rows: int, speakers: int, *, prefi
 
 
 @pytest.mark.parametrize("case", range(24))
-def test_uniform_row_equals_the_old_algorithm_byte_for_byte(case: int, tmp_path: Path) -> None:
+def test_plan_version_1_equals_the_old_algorithm_byte_for_byte(case: int, tmp_path: Path) -> None:
     """Random small manifests and pools (duplicate ids, unknown speakers, rows without audio,
-    more variants than candidates, a one-speaker pool): the grouped plan writes the same bytes."""
+    more variants than candidates, a one-speaker pool): the grouped plan at version 1 writes the
+    same rows as the pre-grouping code, so an existing output folder's plan still matches."""
     rng = np.random.default_rng(case)
     manifest = random_manifest(rng, int(rng.integers(1, 40)), int(rng.integers(1, 6)), none_speakers=case % 3 == 0)
     prompts = prompts_dir = None
@@ -108,12 +112,36 @@ def test_uniform_row_equals_the_old_algorithm_byte_for_byte(case: int, tmp_path:
         # a separate pool that shares some ids (other speakers) and has gaps
         prompts = random_manifest(rng, int(rng.integers(1, 30)), int(rng.integers(1, 4)), prefix="u" if case % 4 == 1 else "p", none_speakers=True, missing_audio=True)
         prompts_dir = tmp_path / "prompts"
-    options = AugmentOptions(variants=int(rng.integers(1, 6)), mode=("vc", "tts", "both")[case % 3], seed=int(rng.integers(0, 2**31)))
+    options = AugmentOptions(variants=int(rng.integers(1, 6)), mode=("vc", "tts", "both")[case % 3], seed=int(rng.integers(0, 2**31)), plan_version=1)
     old = legacy_augment_plan(manifest, tmp_path, options, prompts, prompts_dir)
     new = augment_plan(manifest, tmp_path, options, prompts, prompts_dir)
+    assert plan_version_of(old) == plan_version_of(new) == 1  # no version recorded: version 1
+    new = new.replace_schema_metadata(None)
     assert new.schema == old.schema
     assert new.equals(old), f"first difference at row {next(i for i, (a, b) in enumerate(zip(new.to_pylist(), old.to_pylist(), strict=True)) if a != b)}"
     assert parquet_bytes(new) == parquet_bytes(old)
+
+
+def test_plan_version_2_draws_uniformly_without_permuting_the_pool() -> None:
+    """Version 2 (the default) records its version, differs from version 1 (another draw), keeps
+    every rule (other speakers only, distinct prompts per row), and picks each candidate about
+    equally often: 120 rows x 4 variants, 80 candidates per row."""
+    manifest = pa.table({"id": [f"u{i:03d}" for i in range(120)], "audio": [f"{i}.wav" for i in range(120)],
+                         "text": ["t"] * 120, "speaker": [f"s{i % 3}" for i in range(120)]})
+    v2 = augment_plan(manifest, None, AugmentOptions(variants=4, seed=9))
+    v1 = augment_plan(manifest, None, AugmentOptions(variants=4, seed=9, plan_version=1))
+    assert plan_version_of(v2) == PLAN_VERSION == 2 and plan_version_of(v1) == 1
+    assert v2.column("prompt_id").to_pylist() != v1.column("prompt_id").to_pylist()
+    rows = v2.to_pylist()
+    assert all(r["speaker"] != r["source_speaker"] for r in rows)
+    by_source: dict[str, list[str]] = {}
+    for r in rows:
+        by_source.setdefault(r["source_id"], []).append(r["prompt_id"])
+    assert all(len(set(p)) == 4 for p in by_source.values())
+    uses = np.array(list(Counter(r["prompt_id"] for r in rows).values()))
+    assert uses.sum() == 480 and len(uses) >= 114 and uses.max() <= 12  # ~Poisson(4): P(unused) = 2%, no favourites
+    with pytest.raises(ValueError, match="plan version 3"):
+        AugmentOptions(plan_version=3)
 
 
 def test_paths_resolve_exactly_as_before(tmp_path: Path) -> None:
@@ -125,7 +153,7 @@ def test_paths_resolve_exactly_as_before(tmp_path: Path) -> None:
     (tmp_path / "real" / "link.wav").symlink_to(tmp_path / "real" / "target.wav")
     paths = ["audio/a.wav", "audio/link.wav", "./audio/../real/b.wav", "c.wav", "audio//d.wav", str(tmp_path / "audio" / "e.wav"), "s3://bucket/f.wav", "file:///x/g.wav", "sub/dir/h.wav"]
     manifest = pa.table({"id": [f"u{i}" for i in range(len(paths))], "audio": paths, "speaker": [f"s{i % 3}" for i in range(len(paths))]})
-    for options in (AugmentOptions(variants=2, mode="both"), AugmentOptions(variants=2, mode="both", seed=3)):
+    for options in (AugmentOptions(variants=2, mode="both", plan_version=1), AugmentOptions(variants=2, mode="both", seed=3, plan_version=1)):
         new = augment_plan(manifest, tmp_path, options)
         assert new.equals(legacy_augment_plan(manifest, tmp_path, options))
     audio = dict(zip(new.column("source_id").to_pylist(), new.column("audio").to_pylist(), strict=True))
@@ -247,3 +275,31 @@ def test_options_are_checked() -> None:
         AugmentOptions(variants=0)
     with pytest.raises(ValueError, match="'id' and 'audio'"):
         augment_plan(pa.table({"id": ["a"]}), None, AugmentOptions())
+
+
+def test_an_existing_plan_is_honoured_by_its_version(tmp_path: Path) -> None:
+    """A plan.parquet written before versions were recorded (the legacy code's table) is rebuilt at
+    version 1 and kept; a new folder gets version 2; other options against a kept plan conflict."""
+    from pipeline.augment import plan_for_output
+    from pipeline.io.output import OutputConflictError
+
+    manifest = random_manifest(np.random.default_rng(4), 30, 4)
+    options = AugmentOptions(variants=3, seed=1)
+
+    def build(version: int, **changes: Any) -> pa.Table:
+        return augment_plan(manifest, tmp_path, AugmentOptions(**{**options.__dict__, "plan_version": version, **changes}))
+
+    old_folder = tmp_path / "old"
+    old_folder.mkdir()
+    legacy = legacy_augment_plan(manifest, tmp_path, options)
+    pq.write_table(legacy, old_folder / "plan.parquet")
+    path, plan, version, kept = plan_for_output(old_folder, build)
+    assert (version, kept) == (1, True) and plan.equals(legacy)
+    assert pq.read_table(path).equals(legacy)  # untouched
+    with pytest.raises(OutputConflictError, match="another plan"):
+        plan_for_output(old_folder, lambda v: build(v, seed=2))
+
+    path, plan, version, kept = plan_for_output(tmp_path / "new", build)
+    assert (version, kept) == (2, False) and plan_version_of(pq.read_schema(path)) == 2
+    assert not plan.equals(legacy)
+    assert plan_for_output(tmp_path / "new", build)[2:] == (2, True)

@@ -16,7 +16,7 @@ from pipeline.engine.runner import run_job
 from pipeline.io.keys import sample_key
 from pipeline.io.manifest import ManifestError
 from pipeline.io.output import OutputConflictError
-from pipeline.prepare import prepare_job
+from pipeline.prepare import PrepareConfig, prepare_job
 from tests.pipeline.conftest import write_manifest
 
 
@@ -27,7 +27,7 @@ def _read_shards(out):
 def test_every_row_ends_up_exactly_once_with_reasons(tmp_path, mixed_corpus, ray_local):
     manifest = write_manifest(tmp_path / "m.parquet", mixed_corpus)
     out = tmp_path / "out"
-    summary = run_job(prepare_job(16000, max_seconds=10), manifest, out, RunOptions(rows_per_shard=3, progress=False))
+    summary = run_job(prepare_job(PrepareConfig(sample_rate=16000, max_seconds=10)), manifest, out, RunOptions(rows_per_shard=3, progress=False))
 
     index = pq.read_table(out / "index.parquet").to_pylist()
     errors = pq.read_table(out / "errors.parquet").to_pylist()
@@ -65,39 +65,39 @@ def test_rerun_of_a_complete_job_does_nothing_and_changed_inputs_are_refused(tmp
     manifest = write_manifest(tmp_path / "m.parquet", mixed_corpus)
     out = tmp_path / "out"
     options = RunOptions(rows_per_shard=4, progress=False)
-    run_job(prepare_job(16000, max_seconds=10), manifest, out, options)
+    run_job(prepare_job(PrepareConfig(sample_rate=16000, max_seconds=10)), manifest, out, options)
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
-    summary = run_job(prepare_job(16000, max_seconds=10), manifest, out, options)
+    summary = run_job(prepare_job(PrepareConfig(sample_rate=16000, max_seconds=10)), manifest, out, options)
     assert summary["rows_this_run"] == 0 and summary["complete"]
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == mtimes
 
     with pytest.raises(OutputConflictError, match="options"):
-        run_job(prepare_job(24000, max_seconds=10), manifest, out, options)
+        run_job(prepare_job(PrepareConfig(sample_rate=24000, max_seconds=10)), manifest, out, options)
     other = dict(mixed_corpus)
     other.pop("long")
     with pytest.raises(OutputConflictError, match="different manifest"):
-        run_job(prepare_job(16000, max_seconds=10), write_manifest(tmp_path / "m2.parquet", other), out, options)
+        run_job(prepare_job(PrepareConfig(sample_rate=16000, max_seconds=10)), write_manifest(tmp_path / "m2.parquet", other), out, options)
 
 
 def test_invalid_manifest_is_rejected_before_any_work(tmp_path, ray_local):
     manifest = tmp_path / "dup.parquet"
     pq.write_table(pa.table({"id": ["a", "b", "a"], "audio": ["x.wav", "y.wav", "z.wav"]}), manifest)
     with pytest.raises(ManifestError, match=r"row 2 \(id 'a'\), column 'id': duplicate id 'a'"):
-        run_job(prepare_job(), manifest, tmp_path / "out", RunOptions(progress=False))
+        run_job(prepare_job(PrepareConfig()), manifest, tmp_path / "out", RunOptions(progress=False))
     assert not (tmp_path / "out").exists()
 
 
 def test_strict_mode_refuses_missing_files(tmp_path, mixed_corpus, ray_local):
     manifest = write_manifest(tmp_path / "m.parquet", mixed_corpus)
     with pytest.raises(ManifestError, match="file not found"):
-        run_job(prepare_job(), manifest, tmp_path / "out", RunOptions(strict=True, progress=False))
+        run_job(prepare_job(PrepareConfig()), manifest, tmp_path / "out", RunOptions(strict=True, progress=False))
 
 
 def test_shards_split_by_bytes(tmp_path, mixed_corpus, ray_local):
     ok = {k: v for k, v in mixed_corpus.items() if v["expect"] == "ok"}
     manifest = write_manifest(tmp_path / "m.parquet", ok)
     out = tmp_path / "out"
-    run_job(prepare_job(), manifest, out, RunOptions(rows_per_shard=100, max_shard_bytes=20_000, progress=False))
+    run_job(prepare_job(PrepareConfig()), manifest, out, RunOptions(rows_per_shard=100, max_shard_bytes=20_000, progress=False))
     tars = sorted((out / "shards").glob("*.tar"))
     assert len(tars) > 1
     index = pq.read_table(out / "index.parquet").to_pylist()
@@ -128,4 +128,4 @@ def test_empty_manifest_is_rejected(tmp_path, ray_local):
     manifest = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "audio": pa.array([], pa.string())}), manifest)
     with pytest.raises(ManifestError, match="no rows"):
-        run_job(prepare_job(), manifest, tmp_path / "out", RunOptions(progress=False))
+        run_job(prepare_job(PrepareConfig()), manifest, tmp_path / "out", RunOptions(progress=False))

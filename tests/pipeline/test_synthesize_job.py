@@ -75,7 +75,7 @@ def test_manifest_parameter_ranges_are_structural_errors(tmp_path: Path) -> None
 
 
 def test_augment_plan_is_deterministic_and_crosses_speakers(kit) -> None:
-    from pipeline.synthesize import AugmentOptions, augment_plan
+    from pipeline.augment import AugmentOptions, augment_plan
 
     table = pq.read_table(kit["root"] / "asr.parquet")
     plan = augment_plan(table, kit["root"], AugmentOptions(variants=3, mode="both", seed=7))
@@ -198,8 +198,16 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
     args = ["augment", str(root / "asr.parquet"), *kit["model_args"], "--num-cpus", "4", "--no-progress", "--seed", "3", "--cpu-actors", "1", "--gpus-per-actor", "0"]
     out_a, out_b = tmp_path / "aug_a", tmp_path / "aug_b"
     assert invoke([*args, "-o", str(out_a), "--variants", "2", "--mode", "both"]).exit_code == 0
-    assert invoke([*args, "-o", str(out_b), "--variants", "1", "--mode", "vc"]).exit_code == 0
+    scored = ["--score", "vad,bandwidth", "--min-speech-ratio", "1.01"]  # a gate nothing passes: flagged, not dropped
+    assert invoke([*args, "-o", str(out_b), "--variants", "1", "--mode", "vc", *scored]).exit_code == 0
     a, b = read_samples(out_a), read_samples(out_b)
+    scored_index = OutputDir(str(out_b)).read_parts(INDEX).to_pylist()
+    assert len(scored_index) == 4 and all(0.0 <= r["speech_ratio"] <= 1.0 and r["bandwidth_hz"] > 0 for r in scored_index)
+    assert all(not r["gates_passed"] and "min_speech_ratio" in r["gate_failures"].split(",") for r in scored_index)
+    assert set(b["u1__vc0"]["meta"]["scorers"]) == {"vad", "bandwidth"} and b["u1__vc0"]["meta"]["score_gates"]["limits"] == {"min_speech_ratio": 1.01}
+    assert "speech_ratio" not in OutputDir(str(out_a)).read_parts(INDEX).column_names  # no --score: no score columns
+    voices = json.loads((out_b / "summary.json").read_text())["prompt_speakers"]
+    assert voices["rows_with_prompt"] == 4 and sum(voices["histogram"].values()) == 4 and voices["speakers"] >= 2
     assert len(a) + len(OutputDir(str(out_a)).read_parts(ERRORS)) == 16 and sorted(b) == ["u1__vc0", "u2__vc0", "u3__vc0", "u4__vc0"]
     for sample_id in b:  # same command family, same seed: same prompt and bit-identical audio
         assert b[sample_id]["flac"] == a[sample_id]["flac"] and b[sample_id]["meta"]["prompt_id"] == a[sample_id]["meta"]["prompt_id"]
@@ -207,24 +215,22 @@ def test_vc_tts_augment_jobs_end_to_end(kit, tmp_path: Path) -> None:
     assert {r["id"] for r in plan} == set(a) | {r["id"] for r in OutputDir(str(out_a)).read_parts(ERRORS).to_pylist()}
     assert a["u3__tts1"]["meta"]["text"] == "It is easy to tell the depth of a well." and a["u3__tts1"]["meta"]["speaker"] != "spk_b"
 
-    nemo = tmp_path / "export" / "train.jsonl"
-    assert invoke(["export", "nemo", str(out_a), "--to", str(nemo), "--include-failed"]).exit_code == 0
-    lines = [json.loads(line) for line in nemo.read_text().splitlines()]
+    nemo = tmp_path / "export" / "nemo"
+    assert invoke(["export", "nemo", str(out_a), "--to", str(nemo), "--include-failed", "--no-progress"]).exit_code == 0
+    lines = [json.loads(line) for line in (nemo / "manifest.json").read_text().splitlines()]
     assert len(lines) == len(a)
     for line in lines:
         info = sf.info(line["audio_filepath"])
         assert info.duration == pytest.approx(line["duration"]) and line["text"] == a[line["id"]]["meta"]["text"]
+    import lhotse
+
     lhotse_dir = tmp_path / "export" / "lhotse"
-    assert invoke(["export", "lhotse", str(out_a), "--to", str(lhotse_dir), "--include-failed"]).exit_code == 0
-    try:
-        import lhotse
-    except ImportError:
-        lhotse = None
-    if lhotse is not None:
-        recordings = lhotse.load_manifest(lhotse_dir / "recordings.jsonl.gz")
-        supervisions = lhotse.load_manifest(lhotse_dir / "supervisions.jsonl.gz")
-        lhotse.validate_recordings_and_supervisions(recordings, supervisions)
-        assert len(recordings) == len(a) and recordings[lines[0]["id"]].load_audio().shape[-1] == recordings[lines[0]["id"]].num_samples
+    assert invoke(["export", "lhotse", str(out_a), "--to", str(lhotse_dir), "--include-failed", "--no-progress"]).exit_code == 0
+    recordings = lhotse.load_manifest(lhotse_dir / "recordings.jsonl.gz")
+    supervisions = lhotse.load_manifest(lhotse_dir / "supervisions.jsonl.gz")
+    lhotse.validate_recordings_and_supervisions(recordings, supervisions)
+    first = next(iter(recordings))
+    assert len(recordings) == len(a) and first.load_audio().shape[-1] == first.num_samples
 
 
 def test_quality_gates_flag_or_drop() -> None:

@@ -38,9 +38,9 @@ from pipeline.io.tar_source import (
     is_tar_input,
     sample_members,
 )
-from pipeline.prepare import prepare_job
+from pipeline.prepare import PrepareConfig, prepare_job
 from pipeline.stages.normalize import SILENCE_PEAK, normalize_output
-from pipeline.upsample import input_manifest, upsample_job
+from pipeline.upsample import UpsampleConfig, input_manifest, upsample_job
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import tone, write_manifest
 from tests.pipeline.engine.test_kill_resume import (
@@ -174,7 +174,7 @@ def test_manifest_input_48k_golden_levels_and_bad_inputs(tmp_path, reference_dir
              "nan": str(d / "nan.wav"), "missing": str(d / "missing.wav")}
     manifest = write_manifest(tmp_path / "m.parquet", {k: {"audio": v} for k, v in files.items()})
     out = tmp_path / "out"
-    summary = run_job(upsample_job(48000), manifest, out, RunOptions(rows_per_shard=4, progress=False))
+    summary = run_job(upsample_job(UpsampleConfig(sample_rate=48000)), manifest, out, RunOptions(rows_per_shard=4, progress=False))
 
     index = {r["id"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}
     errors = {r["id"]: r for r in pq.read_table(out / "errors.parquet").to_pylist()}
@@ -214,7 +214,7 @@ def test_tar_input_24k_passthrough_and_golden(tmp_path, reference_dir, ray_local
     sf.write(d / "b22k.flac", tone(0.3, 22050), 22050)
     cases = {"spk1/ref1": {"audio": str(reference_dir / "audio" / "reference_1.wav")}, "spk2/b": {"audio": str(d / "b22k.flac")}}
     prepared = tmp_path / "prepared"
-    run_job(prepare_job(16000), write_manifest(tmp_path / "m.parquet", cases), prepared, RunOptions(rows_per_shard=1, progress=False))
+    run_job(prepare_job(PrepareConfig(sample_rate=16000)), write_manifest(tmp_path / "m.parquet", cases), prepared, RunOptions(rows_per_shard=1, progress=False))
     shards = sorted(p.name for p in (prepared / "shards").glob("*.tar"))
     assert len(shards) == 2
     extra = {"txt": b"hello", "seg.npy": _npy(np.arange(5, dtype=np.int16)), "cls": b"3"}
@@ -225,7 +225,7 @@ def test_tar_input_24k_passthrough_and_golden(tmp_path, reference_dir, ray_local
     ])
     spec = f"{{{prepared}/shards/{{{','.join(shards)}}},{foreign}}}"  # nested brace pattern over two folders
     out = tmp_path / "out"
-    job = upsample_job(24000, normalize="none", bits=24)
+    job = upsample_job(UpsampleConfig(sample_rate=24000, normalize="none", bits=24))
     summary = run_job(job, input_manifest(spec, str(out)), out, RunOptions(rows_per_shard=2, progress=False))
 
     index = {r["id"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}

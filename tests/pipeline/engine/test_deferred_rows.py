@@ -93,11 +93,11 @@ def test_a_job_defers_rows_out_of_memory_alone_restarts_on_sticky_errors_and_the
     kills the actor once (Ray restarts it and redoes the batch). The re-run finishes the deferred row."""
     from pipeline.engine.job import Job, RunOptions
     from pipeline.engine.runner import run_job
-    from pipeline.prepare import prepare_job
+    from pipeline.prepare import PrepareConfig, prepare_job
     from pipeline.testing.probes import OutOfMemoryProbeStage, StickyErrorProbeStage
 
     victim, until, crashed = EXAMPLE_IDS[4], tmp_path / "memory-is-free-now", tmp_path / "crashed-pid"
-    base = prepare_job(16000)
+    base = prepare_job(PrepareConfig(sample_rate=16000))
 
     def build():
         return [*base.build_stages(), OutOfMemoryProbeStage(max_rows=2, ids=(victim,), until=str(until)),

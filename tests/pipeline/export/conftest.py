@@ -44,7 +44,7 @@ def prepared_out(tmp_path_factory, ray_local) -> Path:
     """A real `prepare` run on local Ray: mixed rates and channels, unsafe ids, text/speaker/language."""
     from pipeline.engine.job import RunOptions
     from pipeline.engine.runner import run_job
-    from pipeline.prepare import prepare_job
+    from pipeline.prepare import PrepareConfig, prepare_job
 
     base = tmp_path_factory.mktemp("prep")
     sf.write(base / "a.wav", tone(0.6, 16000), 16000)
@@ -68,7 +68,7 @@ def prepared_out(tmp_path_factory, ray_local) -> Path:
     )
     pq.write_table(table, base / "manifest.parquet")
     out = base / "out"
-    run_job(prepare_job(16000), base / "manifest.parquet", out, RunOptions(rows_per_shard=2, progress=False))
+    run_job(prepare_job(PrepareConfig(sample_rate=16000)), base / "manifest.parquet", out, RunOptions(rows_per_shard=2, progress=False))
     return out
 
 

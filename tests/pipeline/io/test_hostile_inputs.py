@@ -25,7 +25,7 @@ from pipeline.engine.job import RunOptions
 from pipeline.engine.runner import run_job
 from pipeline.extract import ExtractConfig, extract_job
 from pipeline.io.manifest import ManifestError
-from pipeline.prepare import prepare_job
+from pipeline.prepare import PrepareConfig, prepare_job
 from tests.pipeline.conftest import tone
 from tests.pipeline.io.test_audio import _flac_without_length
 
@@ -73,7 +73,7 @@ def test_prepare_over_hostile_files_ends_every_row_once_and_lands_the_good_ones(
     monkeypatch.chdir(tmp_path)  # relative paths must not resolve here
 
     out = tmp_path / "out"
-    summary = run_job(prepare_job(16000, max_seconds=60), uri(corpus / "m.parquet"), out, RunOptions(rows_per_shard=4, progress=False))
+    summary = run_job(prepare_job(PrepareConfig(sample_rate=16000, max_seconds=60)), uri(corpus / "m.parquet"), out, RunOptions(rows_per_shard=4, progress=False))
 
     index, errors = _outcome(out)
     assert sorted([*index, *errors]) == sorted(ids) and not set(index) & set(errors)  # every row exactly once
@@ -109,7 +109,7 @@ def test_extract_names_the_feature_and_the_minimum_for_a_10_ms_clip(tmp_path, ra
 
 
 def test_upsample_refuses_internal_tar_columns_in_a_user_manifest(tmp_path, reference_dir, monkeypatch):
-    from pipeline.upsample import upsample_job
+    from pipeline.upsample import UpsampleConfig, upsample_job
 
     monkeypatch.setenv("HSP_WEIGHTS_DIR", str(reference_dir / "weights"))
     secret = tmp_path / "secret.bin"
@@ -117,7 +117,7 @@ def test_upsample_refuses_internal_tar_columns_in_a_user_manifest(tmp_path, refe
     table = pa.table({"id": ["x"], "audio": [str(secret)], "tar_key": ["x"], "tar_member": ["flac"],
                       "tar_members": [json.dumps({"flac": [0, 100], "txt": [0, 1800]})]})
     pq.write_table(table, tmp_path / "m.parquet")
-    job = upsample_job(24000, checkpoint=str(reference_dir / "weights" / "speechsr24k" / "G_340000.pth"))
+    job = upsample_job(UpsampleConfig(sample_rate=24000, checkpoint=str(reference_dir / "weights" / "speechsr24k" / "G_340000.pth")))
     with pytest.raises(ManifestError, match=r"column 'tar_members': column is internal") as caught:
         run_job(job, tmp_path / "m.parquet", tmp_path / "out", RunOptions(progress=False))
     assert {p.column for p in caught.value.report.errors} == {"tar_key", "tar_member", "tar_members"}

@@ -7,7 +7,7 @@ import soundfile as sf
 
 from pipeline.io.manifest import Column, in_unit_interval, read_manifest, validate_manifest, validate_table
 from pipeline.io.manifest_build import build_manifest
-from pipeline.jobs_registry import job_columns
+from pipeline.registry import job_columns
 from tests.pipeline.conftest import tone
 
 

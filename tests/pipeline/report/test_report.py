@@ -167,6 +167,39 @@ def test_report_of_a_partial_output_and_the_cli(tmp_path):
     assert not_output.exit_code != 0 and "not a job output" in not_output.output
 
 
+def scored_output(root: Path) -> Path:
+    """A score-like output: 8 samples with scores (one without speaker_sim), gates flagged."""
+    from pipeline.score import SCORE_INDEX_FIELDS
+
+    samples = []
+    for i in range(8):
+        item = Item(f"utt{i}", i, {})
+        item.members = {"flac": _flac(_voice(1.0, 16000, 120.0 + 10 * i, i), 16000)}
+        item.meta = {"text": f"utterance {i}", "scores": {"values": {}}}
+        item.index = {"duration": 1.0, "sample_rate": 16000, "dnsmos_ovrl": 1.5 + 0.3 * i, "wer": 0.1 * (i % 4),
+                      "speaker_sim": None if i == 3 else 0.9 - 0.05 * i, "gates_passed": i > 1, "gate_failures": "" if i > 1 else "min_dnsmos_ovrl"}
+        samples.append(item)
+    return make_output(root, "score", rows_in=8, samples=samples, errors=[], fields=SCORE_INDEX_FIELDS)
+
+
+def test_report_shows_score_distributions_and_the_worst_samples(tmp_path):
+    """Worst = lowest DNSMOS / similarity, highest WER (ties: the earlier row); nulls counted, not ranked."""
+    out = scored_output(tmp_path / "scored")
+    stats = scan_index(OutputDir(str(out)), k=2, seed=0, worst=2)
+    assert [r["id"] for r in stats.scores.worst_rows("dnsmos_ovrl")] == ["utt0", "utt1"]
+    assert [r["id"] for r in stats.scores.worst_rows("wer")] == ["utt3", "utt7"]
+    assert [r["id"] for r in stats.scores.worst_rows("speaker_sim")] == ["utt7", "utt6"]
+    assert stats.scores.unscored["speaker_sim"] == 1 and stats.scores.distributions()["speaker_sim"].size == 7
+    result = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "rep"), "--samples", "1", "--worst", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert (tmp_path / "rep" / "assets" / "scores.png").stat().st_size > 1000
+    section = html[html.index('id="scores"'):html.index('id="samples"')]
+    assert "Worst by DNSMOS overall (1-5) (lowest first)" in section and "Worst by word error rate (highest first)" in section
+    assert section.index("utt0") < section.index("utt1") and "dnsmos_ovrl: 1.5" in section
+    assert section.count("<audio ") == 6 and "speaker_sim 1" in section  # 3 scores x 2 worst; one row unscored
+
+
 # -- the real thing: a prepare run on the bundled examples, and the pages in chromium ------------------
 
 
@@ -174,10 +207,10 @@ def test_report_of_a_partial_output_and_the_cli(tmp_path):
 def test_reports_render_in_headless_chromium(tmp_path, ray_local):
     from pipeline.engine.job import RunOptions
     from pipeline.engine.runner import run_job
-    from pipeline.prepare import prepare_job
+    from pipeline.prepare import PrepareConfig, prepare_job
 
     prepared = tmp_path / "prepared"
-    run_job(prepare_job(16000), EXAMPLES / "examples.parquet", prepared, RunOptions(rows_per_shard=3, progress=False, command=["hsp", "prepare", "examples.parquet"]))
+    run_job(prepare_job(PrepareConfig(sample_rate=16000)), EXAMPLES / "examples.parquet", prepared, RunOptions(rows_per_shard=3, progress=False, command=["hsp", "prepare", "examples.parquet"]))
     outputs = {
         "prepare": prepared,
         "features": features_output(tmp_path / "features"),
