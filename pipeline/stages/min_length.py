@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hierspeech.mel import MelConfig
+from hierspeech.mel_config import MelConfig
 
 SAMPLE_RATE = 16000
 MEL_MIN_SAMPLES = MelConfig().n_fft // 2 + 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -98,3 +102,22 @@ def test_synthesize_refuses_a_minimum_prompt_below_what_the_models_take():
     config = SynthesizeConfig(synthesizer="s.pth", mode="tts", modes=("tts",), ttv="t.pth", limits=InputLimits(min_prompt_seconds=0.01))
     with pytest.raises(ValueError, match=r"--min-prompt-seconds 0.01 is below .* 641 samples"):
         synthesize_job(config)
+
+
+def test_prepare_workers_import_no_torch() -> None:
+    """`hsp prepare`'s stages (decode, encode) and the minimum lengths run without torch.
+
+    Importing torch cost each decode worker about 1.2 s of CPU for one constant (the mel's n_fft),
+    which is most of a short job's start-up on a small machine; the check fails if torch comes back.
+    """
+    code = (
+        "import sys\n"
+        "from pipeline.prepare import PrepareConfig, prepare_job\n"
+        "import pipeline.stages.min_length\n"
+        "prepare_job(PrepareConfig()).stages()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[3])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
