@@ -23,6 +23,7 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.io.manifest import Column, in_unit_interval, non_negative, positive
 from pipeline.score import SCORE_FIELDS
 from pipeline.scoring import ScoreGates, ScoringConfig
+from pipeline.stages.decode import TRUNCATED_FIELD
 from pipeline.stages.model_checks import check_checkpoints, check_f0_backend, check_w2v_model
 from pipeline.stages.synthesis_inputs import SynthesisInputStage
 from pipeline.stages.synthesis_model import SynthesisModelStage
@@ -98,6 +99,7 @@ SYNTHESIZE_INDEX_FIELDS = [
     pa.field("token_count", pa.int64()),
     pa.field("gates_passed", pa.bool_()),
     pa.field("gate_failures", pa.string()),
+    TRUNCATED_FIELD,  # the voice prompt or VC source was cut short (kept at the length it has)
 ]
 
 RUN_FIELDS = ("gpu_actors", "gpus_per_actor", "cpu_actors", "cpus_per_task", "max_batch_items", "score_gpus_per_actor")

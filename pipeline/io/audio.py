@@ -272,6 +272,21 @@ def encode_flac(samples: np.ndarray, sample_rate: int, bits: int = 16) -> bytes:
     return data
 
 
+def encode_pcm16_flac(pcm: np.ndarray, sample_rate: int) -> bytes:
+    """Encode mono int16 samples (already scaled, as the synthesis output is) as 16-bit FLAC, checked as `encode_flac` is.
+
+    Raises:
+        AudioError: no samples to encode, or the encoded stream does not decode to them.
+    """
+    if pcm.ndim != 1 or pcm.size == 0:
+        raise AudioError(f"cannot encode {pcm.shape} samples as mono FLAC: need at least one sample")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(pcm, dtype=np.int16), sample_rate, format="FLAC", subtype="PCM_16")
+    data = buffer.getvalue()
+    _check_flac(data, pcm.size, sample_rate)
+    return data
+
+
 def _check_flac(data: bytes, frames: int, sample_rate: int) -> None:
     """Open FLAC `data`, compare its header's frame count and rate, and decode its last frames to the end.
 

@@ -34,6 +34,7 @@ class SynthesisInputStage(Stage):
 
     def process_item(self, item: Item) -> None:
         from pipeline.io.audio import decode_audio
+        from pipeline.stages.decode import truncation_record
 
         mode = item.fields.get("mode") or self.default_mode
         if mode not in ("vc", "tts"):
@@ -67,13 +68,15 @@ class SynthesisInputStage(Stage):
             "mode": mode,
             "source_id": item.fields.get("source_id") or (item.id if mode == "vc" else None),
             "prompt_id": item.fields.get("prompt_id"),
-            "prompt": {"path": prompt_path, "seconds": prompt_seconds, "source_sample_rate": prompt.source_sample_rate},
+            "prompt": {"path": prompt_path, "seconds": prompt_seconds, "source_sample_rate": prompt.source_sample_rate,
+                       **truncation_record(prompt)},
             "params": params,
         }
         for name in ("text", "speaker", "source_speaker", "variant"):
             if item.fields.get(name) is not None:
                 meta[name] = item.fields[name]
-        index = {"mode": mode, "source_id": meta["source_id"], "prompt_id": meta["prompt_id"], "seed": seed, "prompt_seconds": prompt_seconds}
+        index = {"mode": mode, "source_id": meta["source_id"], "prompt_id": meta["prompt_id"], "seed": seed, "prompt_seconds": prompt_seconds,
+                 "truncated": prompt.truncated}  # an input cut short (kept, flagged): the prompt's, or the VC source's below
         for name in ("text", "speaker"):
             index[name] = item.fields.get(name)
 
@@ -87,8 +90,10 @@ class SynthesisInputStage(Stage):
                 raise ValueError(f"source {source_path} is {seconds:.2f} s long; VC sources need >= {lim.min_source_seconds:g} s")
             item.data["source"] = source.samples
             item.data["expected_seconds"] = seconds
-            meta["source"] = {"path": source_path, "seconds": seconds, "source_sample_rate": source.source_sample_rate}
+            meta["source"] = {"path": source_path, "seconds": seconds, "source_sample_rate": source.source_sample_rate,
+                              **truncation_record(source)}
             index["source_duration"] = seconds
+            index["truncated"] = prompt.truncated or source.truncated
         else:
             from hierspeech.text import BLANK_ID, frontend_versions, text_to_tokens
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
-import soundfile as sf
 
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
+from pipeline.io.audio import encode_pcm16_flac
 from pipeline.stages.synthesis_params import GateLimits
 
 
@@ -51,8 +50,6 @@ class SynthesisOutputStage(Stage):
         peak = float(np.max(np.abs(raw))) if raw.size else 0.0
         target = 32767.0 * item.data["prompt_peak"] if params["scale_norm"] == "prompt" else 32767.0 * 0.999
         pcm = (raw / peak * target).astype(np.int16) if peak > 0 else np.zeros(raw.shape, dtype=np.int16)  # truncation, as upstream
-        buffer = io.BytesIO()
-        sf.write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
         gates = {
             "passed": not failures,
             "failed": failures,
@@ -65,7 +62,7 @@ class SynthesisOutputStage(Stage):
         if failures and self.drop_failed_gates:
             item.fail(self.name, f"quality gate(s) failed: {', '.join(failures)} (rms {rms_dbfs:.1f} dBFS, clipped {clipped:.4f}, duration ratio {ratio:.2f})", error="QualityGate")
             return
-        item.members["flac"] = buffer.getvalue()
+        item.members["flac"] = encode_pcm16_flac(pcm, rate)  # checked: never a member that does not decode
         item.meta.update({"sample_rate": rate, "duration": duration, "num_samples": int(raw.shape[0]), "gates": gates, "timings": dict(item.timings)})
         item.index.update({"sample_rate": rate, "duration": duration, "gates_passed": not failures, "gate_failures": ",".join(failures)})
 

@@ -258,3 +258,39 @@ def test_quality_gates_flag_or_drop() -> None:
         dropped = item(raw, expected)
         SynthesisOutputStage(gates=GateLimits(), drop_failed_gates=True)([dropped])
         assert (dropped.error is None) == (not failed) and (not failed or dropped.error.error == "QualityGate"), name
+
+
+def test_empty_synthesis_output_is_an_error_row_not_an_undecodable_member() -> None:
+    """A model output of no samples must not become a FLAC member that does not decode."""
+    from pipeline.engine.item import Item
+    from pipeline.stages.synthesis_output import SynthesisOutputStage
+    from pipeline.stages.synthesis_params import GateLimits
+
+    params = {"scale_norm": "max", "seed": 1, "output_sr": 16000, "denoise_ratio": 0.0}
+    empty = Item("x", 0, {}, data={"raw": np.zeros(0, np.float32), "raw_rate": 16000, "expected_seconds": 1.0,
+                                   "params": params, "prompt_peak": 0.5})
+    SynthesisOutputStage(gates=GateLimits())([empty])
+    assert "flac" not in empty.members
+    assert empty.error is not None and "need at least one sample" in empty.error.message
+
+
+def test_inputs_cut_short_are_kept_and_flagged_truncated(tmp_path: Path) -> None:
+    """A prompt or VC source whose WAV header claims more frames than the file holds: kept, flagged in meta and index."""
+    from pipeline.engine.item import Item
+    from pipeline.stages.synthesis_inputs import SynthesisInputStage
+    from pipeline.stages.synthesis_params import InputLimits, SynthesisDefaults
+
+    sf.write(tmp_path / "full.wav", voice(2.0, 140), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + 2 * 24000])  # header + 1.5 s of the declared 2 s
+    stage = SynthesisInputStage(default_mode="vc", defaults=SynthesisDefaults(), limits=InputLimits())
+    rows = {"whole": ("full.wav", "full.wav"), "cut_prompt": ("full.wav", "cut.wav"), "cut_source": ("cut.wav", "full.wav")}
+    items = [Item(name, i, {"audio": str(tmp_path / source), "target_audio": str(tmp_path / prompt)})
+             for i, (name, (source, prompt)) in enumerate(rows.items())]
+    stage(items)
+    by_id = {item.id: item for item in items}
+    assert all(item.error is None for item in items)
+    assert [by_id[name].index["truncated"] for name in rows] == [False, True, True]
+    assert by_id["cut_prompt"].meta["prompt"]["truncated"] and not by_id["cut_prompt"].meta["source"]["truncated"]
+    assert by_id["cut_source"].meta["source"]["source_declared_frames"] == 32000
+    assert by_id["cut_source"].meta["source"]["seconds"] == 1.5
