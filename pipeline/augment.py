@@ -382,6 +382,20 @@ def augment_job(config: AugmentConfig) -> Job:
     return job
 
 
+def _local_input(path: str, what: str) -> Path:
+    """The local file a manifest path or ``file://`` URI (percent-encoding decoded) names.
+
+    The plan resolves each row's relative audio path against the manifest's own folder, so it needs
+    that folder on this machine; a remote manifest is refused with what to do.
+    """
+    from pipeline.io.uri import is_uri, local_path
+
+    if is_uri(path):
+        raise InputError(f"augment reads its {what} from a local path or file:// URI, not {path}; copy it here "
+                         "(audio paths inside it may stay remote URIs)")
+    return Path(local_path(path))
+
+
 def write_plan(config: AugmentConfig, manifest_path: str, out_root: str) -> str:
     """Validate the manifest, build the plan and write it to OUT/plan.parquet once; returns its path.
 
@@ -391,13 +405,14 @@ def write_plan(config: AugmentConfig, manifest_path: str, out_root: str) -> str:
     """
     from pipeline.io.manifest import ManifestError, read_manifest, validate_table, with_base_columns
 
-    source = Path(manifest_path)
-    table = read_manifest(source)
-    report = validate_table(table, with_base_columns(AUGMENT_COLUMNS), base_dir=source.resolve().parent, check_files=False)
+    source = _local_input(str(manifest_path), "manifest")
+    table = read_manifest(str(source))
+    report = validate_table(table, with_base_columns(AUGMENT_COLUMNS), base_dir=str(source.resolve().parent), check_files=False)
     if not report.ok:
         raise ManifestError(str(manifest_path), report)
-    prompts = read_manifest(config.prompts) if config.prompts else None
-    prompts_dir = Path(config.prompts).resolve().parent if config.prompts else None
+    prompts_source = _local_input(config.prompts, "--prompts manifest") if config.prompts else None
+    prompts = read_manifest(str(prompts_source)) if prompts_source else None
+    prompts_dir = prompts_source.resolve().parent if prompts_source else None
 
     def build(version: int) -> pa.Table:
         return augment_plan(table, source.resolve().parent, replace(config.plan, plan_version=version), prompts, prompts_dir)

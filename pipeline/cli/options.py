@@ -118,8 +118,10 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def check_path_or_uri(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A local path that exists, or a URI (s3://, gs://, ...), left as given."""
-    if "://" not in value and not Path(value).exists():
+    """A local path (or ``file://`` URI) that exists, or a remote URI (s3://, gs://, ...), left as given."""
+    from pipeline.io.uri import is_uri, local_path
+
+    if value is not None and not is_uri(value) and not Path(local_path(value)).exists():
         raise click.BadParameter(f"{value!r} does not exist", ctx=ctx, param=param)
     return value
 

@@ -11,7 +11,15 @@ import click
 
 from hierspeech.f0 import BACKEND_HELP as F0_BACKEND_HELP
 from pipeline.augment import AUGMENT, AUGMENT_MODES, PROMPT_SAMPLING, AugmentConfig, AugmentOptions
-from pipeline.cli.options import default, int_choice, output_option, run_job_command, run_options
+from pipeline.cli.options import (
+    check_path_or_uri,
+    default,
+    int_choice,
+    manifest_argument,
+    output_option,
+    run_job_command,
+    run_options,
+)
 from pipeline.cli.score_options import synthesis_score_options
 from pipeline.engine.job import JobSpec, RunOptions
 from pipeline.stages.synthesis_params import GateLimits, InputLimits, SynthesisDefaults
@@ -79,8 +87,7 @@ def _synthesize_command(spec: JobSpec, mode: str, rows: str) -> click.Command:
         run_job_command(spec.name, synthesize_config(mode, (mode,), **options), str(manifest_path), output, run)
 
     command.__doc__ = rows
-    for decorator in reversed((click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path)),
-                               output_option, synthesis_options, run_options)):
+    for decorator in reversed((manifest_argument, output_option, synthesis_options, run_options)):
         command = decorator(command)
     return synthesize.command(mode)(command)
 
@@ -93,11 +100,11 @@ synthesize_tts = _synthesize_command(
 
 
 @click.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@manifest_argument
 @click.option("-o", "--output", required=True, help="Output folder (local): plan.parquet is written there too.")
 @click.option("--variants", type=click.IntRange(min=1), default=default(AugmentOptions, "variants"), show_default=True, help="Variants per utterance and mode.")
 @click.option("--mode", "augment_mode", type=click.Choice(sorted(AUGMENT_MODES)), default=default(AugmentOptions, "mode"), show_default=True)
-@click.option("--prompts", "prompts_path", type=click.Path(exists=True, dir_okay=False), default=default(AugmentConfig, "prompts"), help="Prompt pool manifest (id, audio, speaker); default: the manifest itself.")
+@click.option("--prompts", "prompts_path", callback=check_path_or_uri, default=default(AugmentConfig, "prompts"), help="Prompt pool manifest (id, audio, speaker); default: the manifest itself.")
 @click.option("--prompt-sampling", type=click.Choice(PROMPT_SAMPLING), default=default(AugmentOptions, "prompt_sampling"), show_default=True, help="uniform-row: every prompt utterance equally likely (speakers with many utterances give most voices); uniform-speaker: every other speaker equally likely, then one of its utterances. The summary shows the prompt-speaker histogram.")
 @synthesis_options
 @run_options

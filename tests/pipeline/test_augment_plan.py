@@ -303,3 +303,36 @@ def test_an_existing_plan_is_honoured_by_its_version(tmp_path: Path) -> None:
     assert (version, kept) == (2, False) and plan_version_of(pq.read_schema(path)) == 2
     assert not plan.equals(legacy)
     assert plan_for_output(tmp_path / "new", build)[2:] == (2, True)
+
+
+def test_plan_reads_file_uris_and_resolves_against_the_manifests_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hsp augment file:///.../sub%20dir/asr.parquet`: the URI is percent-decoded and relative audio paths
+    resolve against the manifest's folder (not the working directory); the prompts manifest likewise."""
+    import click
+
+    from pipeline.augment import AUGMENT_MODES, AugmentConfig, write_plan
+    from pipeline.cli.options import check_path_or_uri
+    from pipeline.errors import InputError
+    from pipeline.synthesize import SynthesizeConfig
+
+    folder = tmp_path / "sub dir"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": ["a", "b"], "audio": ["a.wav", "clips/b.wav"], "speaker": ["s1", "s2"], "text": ["x", "y"]}),
+                   folder / "asr.parquet")
+    pq.write_table(pa.table({"id": ["p"], "audio": ["voices/p.wav"], "speaker": ["s3"]}), folder / "pool.parquet")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = (folder / "asr.parquet").as_uri()
+    assert "%20" in uri
+    assert check_path_or_uri(None, None, uri) == uri  # the CLI argument accepts it
+    with pytest.raises(click.BadParameter, match="does not exist"):
+        check_path_or_uri(None, None, (folder / "missing.parquet").as_uri())
+
+    synthesis = SynthesizeConfig(synthesizer="unused.pth", mode=None, modes=AUGMENT_MODES["vc"])
+    config = AugmentConfig(synthesis=synthesis, plan=AugmentOptions(variants=1, mode="vc"), prompts=(folder / "pool.parquet").as_uri())
+    plan = pq.read_table(write_plan(config, uri, str(tmp_path / "out"))).to_pylist()
+    assert {row["audio"] for row in plan} == {str(folder / "a.wav"), str(folder / "clips" / "b.wav")}
+    assert {row["target_audio"] for row in plan} == {str(folder / "voices" / "p.wav")}
+    with pytest.raises(InputError, match="local path or file:// URI"):
+        write_plan(config, "s3://bucket/asr.parquet", str(tmp_path / "out2"))
