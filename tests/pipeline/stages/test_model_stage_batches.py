@@ -94,8 +94,8 @@ def test_denoised_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch:
         return sf.read(io.BytesIO(item.members["denoised.flac"]), dtype="float32")[0]
 
     check_rows_equal_solo_runs(stage, make_rows, 2, denoised, "denoise")
-    # four rows per call, sorted by length; the fifth row is alone by the batch size, not by a retry
-    assert calls[:6] == [["row0", "row1", "row2", "row3"], ["row0", "row1"], ["row2", "row3"], ["row2"], ["row3"], ["row4"]]
+    # four rows per call, sorted by length (longest first); the shortest row is alone by the batch size, not by a retry
+    assert calls[:6] == [["row4", "row3", "row2", "row1"], ["row4", "row3"], ["row2", "row1"], ["row2"], ["row1"], ["row0"]]
 
 
 @pytest.fixture(scope="module")
