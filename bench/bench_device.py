@@ -166,7 +166,7 @@ def _random_mms_300m(device: str):
 def w2v_extract(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
 
-    options = W2vOptions(model="random MMS-300m", layer=7, dtype="float16", batch_seconds=120.0, max_batch_size=16)
+    options = W2vOptions(model="random MMS-300m", layer=7, dtype="float16", batch_seconds=120.0)  # the item cap: the stage default
     stage = ModelFeaturesStage(w2v=options, resources=resources(args.device))
     stage._w2v_model = _random_mms_300m(args.device)  # what setup() loads from the Hub, with random weights
     stage._w2v_meta = {"model": options.model}

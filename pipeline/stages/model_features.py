@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,15 @@ from hierspeech.denoiser import DEFAULT_CHUNK_SECONDS
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
 from pipeline.io.npy import npy_bytes
+from pipeline.stages.model_batching import (
+    W2V_CPU_BATCH_ITEMS,
+    W2V_SHORT_CLIP_SECONDS,
+    call_rows,
+    denoise_windows,
+    longest_first,
+    planned_device,
+    ray_batch_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -21,8 +31,8 @@ class W2vOptions:
     model: str = DEFAULT_W2V_MODEL
     layer: int = FEATURE_LAYER
     dtype: str = "float16"
-    batch_seconds: float = 120.0
-    max_batch_size: int = 16
+    batch_seconds: float = 120.0  # padded audio per forward
+    max_batch_size: int = 0  # items per forward; 0: W2V_CPU_BATCH_ITEMS on CPU, no cap on CUDA (batch_seconds bounds it)
     backend: str = "auto"
 
 
@@ -30,16 +40,18 @@ class ModelFeaturesStage(Stage):
     """The model stage: w2v content features and/or the MP-SENet denoised audio, batched.
 
     Models load once per actor. w2v items are grouped by length within a Ray batch (at most
-    `batch_seconds` of padded audio per forward); denoising runs `denoise_batch_items` rows per
-    call (0: 1 on CPU, 8 on CUDA), sorted by length. Both write to their items only once the whole
-    call succeeded, so a batch that raises is retried in halves on unchanged input.
+    `batch_seconds` of padded audio per forward, and on CPU at most W2V_CPU_BATCH_ITEMS items);
+    denoising runs `denoise_batch_items` rows per call (0: 1 on CPU, 8 on CUDA), sorted by length,
+    long inputs in windows (several per call on CUDA). The Ray batch (`batch_size`) is sized to fill
+    those calls. Both write to their items only once the whole call succeeded, so a batch that
+    raises is retried in halves on unchanged input.
     """
 
     name = "model_features"
     stateful = True
-    batch_size = 16
     inputs = ("audio",)
-    input_rows_per_block = 16  # a block per batch, so several model actors share the input
+    MIN_RAY_BATCH = 16
+    """Rows per Ray batch at least (the CPU default's: one w2v forward of W2V_CPU_BATCH_ITEMS)."""
 
     def __init__(
         self,
@@ -57,6 +69,25 @@ class ModelFeaturesStage(Stage):
         self.denoise_batch_items = denoise_batch_items
         self._w2v_model = None
         self._denoiser = None
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per Ray batch: enough for a full w2v forward (on CUDA `batch_seconds` of clips down to
+        W2V_SHORT_CLIP_SECONDS) and CALLS_PER_RAY_BATCH denoiser calls, at least MIN_RAY_BATCH."""
+        device = planned_device(self.resources)
+        rows = [self.MIN_RAY_BATCH]
+        if self.w2v is not None:
+            rows.append(self.w2v.max_batch_size)
+            if device == "cuda" and not self.w2v.max_batch_size:
+                rows.append(math.ceil(self.w2v.batch_seconds / W2V_SHORT_CLIP_SECONDS))
+        if self.denoiser_ckpt is not None:
+            rows.append(ray_batch_rows(call_rows(self.denoise_batch_items, device), 0))
+        return max(rows)
+
+    @property
+    def input_rows_per_block(self) -> int:
+        """A block per Ray batch, so several model actors share the input."""
+        return self.batch_size
 
     def setup(self) -> None:
         import torch
@@ -97,8 +128,8 @@ class ModelFeaturesStage(Stage):
         if self._w2v_model is not None:
             self.process_batch_isolating(items, self._extract_w2v)
         if self._denoiser is not None:
-            live = sorted((item for item in items if not item.failed), key=lambda item: len(item.data["audio"]))
-            size = self.denoise_batch_items or (8 if self.device == "cuda" else 1)
+            live = longest_first([item for item in items if not item.failed], lambda item: len(item.data["audio"]))
+            size = call_rows(self.denoise_batch_items, self.device)
             for at in range(0, len(live), size):
                 self.process_batch_isolating(live[at : at + size], self._denoise)
 
@@ -109,7 +140,7 @@ class ModelFeaturesStage(Stage):
         dtype = getattr(torch, self.w2v.dtype)
         feats = self._w2v_model.extract(
             [item.data["audio"] for item in items],
-            max_batch_size=self.w2v.max_batch_size,
+            max_batch_size=self.w2v.max_batch_size or (W2V_CPU_BATCH_ITEMS if self.device == "cpu" else len(items)),
             max_batch_samples=int(self.w2v.batch_seconds * SAMPLE_RATE),
             dtype=dtype,
             backend=self.w2v.backend,
@@ -140,7 +171,8 @@ class ModelFeaturesStage(Stage):
         batch = torch.zeros(len(items), max(padded))
         for row, item in enumerate(items):
             batch[row, : lengths[row]] = torch.from_numpy(item.data["audio"])
-        out = denoise(batch.to(self.device), self._denoiser, padded, chunk_seconds=self.denoise_chunk_seconds)
+        out = denoise(batch.to(self.device), self._denoiser, padded, chunk_seconds=self.denoise_chunk_seconds,
+                      chunk_batch_size=denoise_windows(self.device))
         cleaned = []
         for row, (item, length) in enumerate(zip(items, lengths, strict=True)):
             clean = out[row, :length]

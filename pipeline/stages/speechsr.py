@@ -9,11 +9,11 @@ import numpy as np
 from hierspeech.speechsr import INPUT_SAMPLING_RATE as MODEL_INPUT_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
+from pipeline.stages.model_batching import CUDA_SPEECHSR_SECONDS, SPEECHSR_CUDA_RAY_BATCH, planned_device
 
-# Output audio per model call when none is given: on GPUs ~10 s (working memory ~90 MB per second at
-# 48 kHz); on CPU one window per call is fastest (24 s at 48k: 1 window RTF 0.45 / 287 MiB, 29 windows
-# RTF 0.83 / 1013 MiB, measured with torch 2.13 on one thread).
-DEFAULT_GPU_BATCH_SECONDS = 10.0
+# Output audio per model call when none is given: on GPUs CUDA_SPEECHSR_SECONDS; on CPU one window per
+# call is fastest (24 s at 48k: 1 window RTF 0.45 / 287 MiB, 29 windows RTF 0.83 / 1013 MiB, measured
+# with torch 2.13 on one thread).
 
 
 class SpeechSRStage(Stage):
@@ -21,9 +21,16 @@ class SpeechSRStage(Stage):
 
     name = "speechsr"
     stateful = True
-    batch_size = 8
     inputs = ("audio", "sample_rate")
     outputs = ("audio", "sample_rate")
+    CPU_RAY_BATCH = 8
+    """Rows per Ray batch on CPU (one window per call there: more rows per batch buy nothing)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per Ray batch: CPU_RAY_BATCH, or SPEECHSR_CUDA_RAY_BATCH for an actor on a GPU, whose
+        calls of CUDA_SPEECHSR_SECONDS take equal-length windows of several rows."""
+        return SPEECHSR_CUDA_RAY_BATCH if planned_device(self.resources) == "cuda" else self.CPU_RAY_BATCH
 
     def __init__(self, variant: str, *, checkpoint: str | None = None, expected_sha256: str | None = None,
                  batch_seconds: float | None = None, window: int | None = None,
@@ -56,7 +63,7 @@ class SpeechSRStage(Stage):
         if self.batch_seconds is None and self.device == "cpu":
             self.windows_per_call = 1
         else:
-            per_call = (self.batch_seconds or DEFAULT_GPU_BATCH_SECONDS) * self.model.sampling_rate
+            per_call = (self.batch_seconds or CUDA_SPEECHSR_SECONDS) * self.model.sampling_rate
             self.windows_per_call = max(1, int(per_call // self.window))
 
     def process(self, items: list[Item]) -> None:

@@ -94,8 +94,8 @@ def test_denoised_rows_of_a_failed_batch_equal_their_solo_runs(kit, monkeypatch:
         return sf.read(io.BytesIO(item.members["denoised.flac"]), dtype="float32")[0]
 
     check_rows_equal_solo_runs(stage, make_rows, 2, denoised, "denoise")
-    # four rows per call, sorted by length; the fifth row is alone by the batch size, not by a retry
-    assert calls[:6] == [["row0", "row1", "row2", "row3"], ["row0", "row1"], ["row2", "row3"], ["row2"], ["row3"], ["row4"]]
+    # four rows per call, sorted by length (longest first); the shortest row is alone by the batch size, not by a retry
+    assert calls[:6] == [["row4", "row3", "row2", "row1"], ["row4", "row3"], ["row2", "row1"], ["row2"], ["row1"], ["row0"]]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_vc_rows_of_a_failed_batch_equal_their_solo_runs(synthesis_stage, monkey
                 for i, seconds in enumerate([0.8, 0.6, 0.7, 0.9])]
 
     check_rows_equal_solo_runs(synthesis_stage, make_rows, 2, generated, "vc")
-    assert vc_calls[:5] == [["vc0", "vc1", "vc2", "vc3"], ["vc0", "vc1"], ["vc2", "vc3"], ["vc2"], ["vc3"]]
+    assert vc_calls[:5] == [["vc3", "vc0", "vc2", "vc1"], ["vc3", "vc0"], ["vc2", "vc1"], ["vc2"], ["vc1"]]  # longest first
     assert sr_calls[0] == ["vc0", "vc1"]  # the 24 kHz rows that passed, super-resolved together
 
 
@@ -140,8 +140,85 @@ def test_tts_rows_of_a_failed_batch_equal_their_solo_runs(synthesis_stage, monke
                 for i, phonemes in enumerate([10, 14, 8, 20])]
 
     check_rows_equal_solo_runs(synthesis_stage, make_rows, 1, generated, "tts")
-    assert tts_calls[:5] == [["tts0", "tts1", "tts2", "tts3"], ["tts0", "tts1"], ["tts0"], ["tts1"], ["tts2", "tts3"]]
+    assert tts_calls[:5] == [["tts3", "tts1", "tts0", "tts2"], ["tts3", "tts1"], ["tts3"], ["tts1"], ["tts0", "tts2"]]  # most tokens first
     assert sr_calls[0] == ["tts0", "tts2"]
+
+
+def test_synthesis_sorts_a_ray_batch_by_length_before_cutting_model_batches(synthesis_stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight VC rows of interleaved lengths, four per model call: the four longest share a call, then
+    the four shortest (in input order they would pair 0.5 s with 1 s rows); row 4's F0 is malformed.
+    Each row's output lands on its own item: every good row equals its solo run."""
+    vc_calls = record_calls(monkeypatch, synthesis_stage, "_run_vc")
+    seconds = [0.5, 1.0, 0.55, 0.95, 0.6, 0.9, 0.65, 0.85]
+
+    def make_rows() -> list[Item]:
+        return [vc_item(i, s, malformed_f0=i == 4) for i, s in enumerate(seconds)]
+
+    check_rows_equal_solo_runs(synthesis_stage, make_rows, 4, generated, "vc")
+    assert vc_calls[:5] == [["vc1", "vc3", "vc5", "vc7"], ["vc6", "vc4", "vc2", "vc0"], ["vc6", "vc4"], ["vc6"], ["vc4"]]
+    assert vc_calls[5] == ["vc2", "vc0"]
+
+
+def test_synthesis_super_resolves_every_row_of_a_rate_in_one_call(synthesis_stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six 24 kHz rows at four rows per synthesis call: SpeechSR still takes all six in one windowed
+    call, not four and two. Row 2's SpeechSR call raises (injected: no real input makes the windowed
+    call fail for one row), so the SpeechSR batch splits in halves and only row 2 fails."""
+    import hierspeech.speechsr_batching as batching
+
+    sr_calls = record_calls(monkeypatch, synthesis_stage, "_super_resolve")
+    seconds = [0.6, 0.9, 0.77, 0.7, 0.8, 0.65]
+    bad_samples = int(0.77 * 16000)  # a VC row's generated length is its source's
+    real = batching.upsample_batch
+
+    def fails_on_row_2(model, waves, **kwargs):
+        if any(wave.shape[0] == bad_samples for wave in waves):
+            raise RuntimeError("SpeechSR failed on row 2 (injected)")
+        return real(model, waves, **kwargs)
+
+    monkeypatch.setattr(batching, "upsample_batch", fails_on_row_2)
+
+    def make_rows() -> list[Item]:
+        return [vc_item(i, s, output_sr=24000) for i, s in enumerate(seconds)]
+
+    check_rows_equal_solo_runs(synthesis_stage, make_rows, 2, generated, "vc")
+    assert sr_calls[:5] == [["vc0", "vc1", "vc2", "vc3", "vc4", "vc5"], ["vc0", "vc1", "vc2"], ["vc0", "vc1"], ["vc2"], ["vc3", "vc4", "vc5"]]
+
+
+def test_the_ray_batch_holds_several_model_calls_of_max_batch_items(kit) -> None:
+    """`Stage.batch_size` is the Ray batch the runner asks for (a group's batch): it used to be 8 whatever
+    `--max-batch-items` said, so a call never got more than 8 rows. It follows the resources the runner
+    fitted (a GPU stage moved to CPU gets the CPU batch)."""
+    from pipeline.engine.fusion import StageGroup
+    from pipeline.stages.model_batching import CALLS_PER_RAY_BATCH, CUDA_BATCH_ITEMS
+    from pipeline.stages.model_features import ModelFeaturesStage, W2vOptions
+    from pipeline.stages.speechsr import SpeechSRStage
+    from pipeline.stages.synthesis_model import SynthesisModelStage
+    from pipeline.stages.synthesis_params import ModelPaths
+
+    models = ModelPaths(kit["synthesizer"], w2v_model=kit["w2v"], w2v_layer=1)
+
+    def synthesis(max_batch_items: int, gpus: float) -> SynthesisModelStage:
+        return SynthesisModelStage(models, modes=("vc",), max_batch_items=max_batch_items, resources=Resources(num_gpus=gpus))
+
+    assert synthesis(0, 0.0).batch_size == 8  # one row per call on CPU: the Ray batch as before
+    assert synthesis(0, 1.0).batch_size == CALLS_PER_RAY_BATCH * CUDA_BATCH_ITEMS == 32
+    for rows in (16, 64):
+        stage = synthesis(rows, 1.0)
+        assert StageGroup([stage]).batch_size == stage.input_rows_per_block == CALLS_PER_RAY_BATCH * rows
+    gpu_stage = synthesis(0, 1.0)
+    gpu_stage.resources.num_gpus = 0.0  # what fit_stage_resources does for --device cpu
+    assert gpu_stage.batch_size == 8
+
+    def features(gpus: float, **kwargs) -> ModelFeaturesStage:
+        return ModelFeaturesStage(resources=Resources(num_gpus=gpus), **kwargs)
+
+    assert features(0.0).batch_size == 16 and features(0.0, denoiser_ckpt="x").batch_size == 16
+    assert features(1.0).batch_size == 60  # 120 s per forward, of 2 s clips
+    assert features(1.0, w2v=W2vOptions(batch_seconds=240.0)).batch_size == 120
+    assert features(1.0, w2v=None, denoiser_ckpt="x").batch_size == 32
+    assert features(0.0, w2v=None, denoiser_ckpt="x", denoise_batch_items=8).batch_size == 32
+    assert SpeechSRStage("48k", resources=Resources(num_gpus=0.0)).batch_size == 8
+    assert SpeechSRStage("48k", resources=Resources(num_gpus=1.0)).batch_size == 32
 
 
 def test_speechsr_rows_of_a_failed_batch_equal_their_solo_runs(reference_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
