@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DevicePolicy = Literal["auto", "cpu", "cuda"]
 Precision = Literal["fp32", "tf32", "bf16"]
+DEVICE_POLICIES: tuple[str, ...] = typing.get_args(DevicePolicy)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 MIXED = "mixed"  # job.json: runs of this output computed on different devices (or precisions)
 

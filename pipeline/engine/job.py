@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
-from pipeline.engine.compute import Precision
+from pipeline.engine.compute import DevicePolicy, Precision
 from pipeline.engine.stage import Stage
 from pipeline.io.manifest import Column, with_base_columns
 
@@ -114,7 +114,7 @@ class RunOptions:
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     block_rows: int = DEFAULT_BLOCK_ROWS
     strict: bool = False  # refuse row problems (missing files, null paths) up front
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DevicePolicy = "auto"
     # CUDA precision of the GPU stages (pipeline.engine.compute): fp32 (TF32 off), tf32, bf16 (autocast); CPU is fp32
     precision: Precision = "fp32"
     # resume an output computed on another device (CPU vs GPU) so far; refused otherwise
