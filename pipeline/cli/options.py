@@ -18,11 +18,13 @@ from typing import Any
 
 import click
 
+from pipeline.engine.compute import DEVICE_POLICIES, PRECISIONS
 from pipeline.engine.job import RunOptions
 
 # RunOptions fields set by command-line options (command, actor_restarts: set by the program)
 RUN_OPTION_FIELDS = ("address", "num_cpus", "rows_per_shard", "max_shard_bytes", "block_rows", "strict", "device",
-                     "wait_for_gpus", "progress", "stage_resources", "storage_options", "unsafe_object_store_commit")
+                     "precision", "allow_mixed_devices", "wait_for_gpus", "progress", "stage_resources", "storage_options",
+                     "unsafe_object_store_commit")
 
 
 def default(config: type, name: str) -> Any:
@@ -92,7 +94,9 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-shard-bytes", type=click.IntRange(min=1), default=run_default("max_shard_bytes"), show_default=True),
         click.option("--block-rows", type=click.IntRange(min=1), default=run_default("block_rows"), show_default=True, help="Rows per input block: the unit Ray Data streams between stages (smaller: work spreads and streams sooner)."),
         click.option("--strict/--lenient", default=run_default("strict"), show_default=True, help="Refuse manifests with missing files or null paths instead of recording those rows as errors."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=run_default("device"), show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU; cuda: fail instead."),
+        click.option("--device", type=click.Choice(list(DEVICE_POLICIES)), default=run_default("device"), show_default=True, help="auto: GPU stages fall back to CPU when the cluster has no GPU (or torch cannot see it; the plan and summary say CPU FALLBACK); cuda: fail instead."),
+        click.option("--precision", type=click.Choice(list(PRECISIONS)), default=run_default("precision"), show_default=True, help="CUDA math of the GPU stages: fp32 (TF32 off, the tested tolerances), tf32 (TF32 matmuls and convolutions), bf16 (bfloat16 autocast). CPU always computes in fp32."),
+        click.option("--allow-mixed-devices", is_flag=True, default=run_default("allow_mixed_devices"), help="Resume an output computed on another device so far (CPU vs GPU) instead of refusing to mix them."),
         click.option("--wait-for-gpus", type=click.FloatRange(min=0), default=run_default("wait_for_gpus"), show_default=True, metavar="SECONDS", help="If the cluster has no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait this long before falling back (auto) or failing (cuda)."),
         click.option("--progress/--no-progress", default=run_default("progress"), show_default=True),
         click.option("--storage-options", default=None, metavar="JSON", callback=_parse_storage_options, help="fsspec options for s3:// and gs:// inputs and outputs, e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}' (default: the store's environment, AWS_* for S3)."),

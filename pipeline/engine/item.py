@@ -39,7 +39,8 @@ class Item:
     not written (decoded audio, ...); `members`: tar members to write, extension -> bytes;
     `meta`: the sample's json; `index`: job columns of the index row; `stage_metrics`: counters
     of the batched calls this item led ({stage: {counter: n}}), summed by the sink; `timings`:
-    seconds per step (benchmarks read them; synthesis writes them to the sample's json).
+    seconds per step (benchmarks read them; synthesis writes them to the sample's json); `compute`:
+    what each GPU-holding stage ran it on ({stage: `Compute.record()`}), the sample json's `compute`.
     """
 
     id: str
@@ -52,6 +53,7 @@ class Item:
     error: ItemError | None = None
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    compute: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
+from pipeline.engine.compute import DevicePolicy, Precision
 from pipeline.engine.stage import Stage
 from pipeline.io.manifest import Column, with_base_columns
 
@@ -101,7 +102,11 @@ class JobSpec:
 
 @dataclass
 class RunOptions:
-    """How to run: where (Ray address), how big the shards, how strict, how loud."""
+    """How to run: where (Ray address), on what device and precision, how big the shards, how strict, how loud.
+
+    None of these is an output option (`Job.output_options`): job.json records the device and
+    precision a run used under `compute`, apart from `options`.
+    """
 
     address: str | None = None
     num_cpus: int | None = None
@@ -109,7 +114,11 @@ class RunOptions:
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     block_rows: int = DEFAULT_BLOCK_ROWS
     strict: bool = False  # refuse row problems (missing files, null paths) up front
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DevicePolicy = "auto"
+    # CUDA precision of the GPU stages (pipeline.engine.compute): fp32 (TF32 off), tf32, bf16 (autocast); CPU is fp32
+    precision: Precision = "fp32"
+    # resume an output computed on another device (CPU vs GPU) so far; refused otherwise
+    allow_mixed_devices: bool = False
     wait_for_gpus: float = 0.0  # seconds to wait for autoscaled GPU workers when the cluster has none yet
     progress: bool = True
     command: list[str] | None = None

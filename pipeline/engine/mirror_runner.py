@@ -32,7 +32,7 @@ from pipeline.engine.item import Item
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.mirror_commit import commit_tar, sample_id
 from pipeline.engine.mirror_sink import STAGING, MirrorConfig, MirrorStagingSink
-from pipeline.engine.runner import RunTotals, _check_resume, run_on_ray, stream_through_stages
+from pipeline.engine.runner import RunTotals, _check_resume, record_compute, run_on_ray, stream_through_stages
 from pipeline.engine.summary import format_summary, summarize, versions
 from pipeline.errors import ConfigError
 from pipeline.io.output import ERRORS, INDEX, SCHEMA_VERSION, STATE, TMP_PREFIX, OutputDir, index_schema
@@ -141,6 +141,7 @@ def run_mirror_job(job: Job, spec: str, out_root: str | Path, options: RunOption
         if todo:
             totals = run_on_ray(job.name, out, options, lambda: _execute(job, todo, out, run_id, options))
         wall = time.time() - started
+        record["compute"] = record_compute(out, totals)
         out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": members,
                                 "tars": len(todo), "command": options.command})
         summary = summarize(out, record)
@@ -213,7 +214,7 @@ def _execute(job: Job, todo: list[TarPlan], out: OutputDir, run_id: str, options
     if items:
         line = (f"  {'stage_members':<14} {'tasks':<16} then one commit task per tar: {len(todo)} mirrored tar(s), "
                 f"{len(items)} member(s) to upsample")
-        ds = stream_through_stages(job, items, options, sink_line=line)
+        ds, totals.planned = stream_through_stages(job, items, options, out, sink_line=line)
         ds = ds.map_batches(_named(MirrorStagingSink, "stage_members")(config), batch_size=STAGE_BATCH_ROWS,
                             batch_format="pyarrow", num_cpus=0.5)
         staged = dict.fromkeys(expected, 0)

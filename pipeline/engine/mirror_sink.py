@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.engine.item import Item, batch_to_items
-from pipeline.engine.sink import StaleRunError, merge_stage_metrics
+from pipeline.engine.sink import StaleRunError, distinct_computes, merge_stage_metrics
 from pipeline.io.output import STATE, OutputDir, part_name
 
 STAGING = "mirror"
@@ -48,6 +48,7 @@ STAGED_SUMMARY_SCHEMA = pa.schema(
         ("seconds_in", pa.float64()),
         ("seconds_out", pa.float64()),
         ("stage_metrics", pa.string()),
+        ("compute", pa.string()),  # JSON list of the distinct `compute` records of the tar's members
     ]
 )
 
@@ -110,6 +111,7 @@ def stage_members(items: list[Item], config: MirrorConfig) -> list[dict]:
             "seconds_in": float(sum(i.index.get("source_duration") or 0.0 for i in group if not i.failed)),
             "seconds_out": float(sum(i.index.get("duration") or 0.0 for i in group if not i.failed)),
             "stage_metrics": json.dumps(merge_stage_metrics(i.stage_metrics for i in group), sort_keys=True),
+            "compute": json.dumps(distinct_computes(i for i in group if not i.failed), sort_keys=True),
         })
     return rows
 

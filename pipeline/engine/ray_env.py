@@ -7,6 +7,7 @@ hangs silently), so every stage's request is checked against the cluster before 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -192,19 +193,25 @@ def autoscaler_max_resources() -> dict[str, float]:
         return {}
 
 
+_gpu_request_stands = False  # True from this driver's request_resources call until release_gpu_request
+
+
 def wait_for_gpus(stages: list[Stage], seconds: float, poll: float = 2.0) -> list[str]:
     """On a cluster with no GPU yet, ask the autoscaler for the GPU stages' GPUs and wait up to `seconds`.
 
     For clusters whose GPU workers scale from zero (cluster.yaml: min_workers: 0): without this,
     a job started before any GPU node is up would run its GPU stages on CPU (or fail with
-    --device cuda). Returns notes for the plan.
+    --device cuda). The request stands until `release_gpu_request` (the runner calls it when the
+    job ends, however it ends), else the autoscaler would keep the GPU nodes up. Returns notes for the plan.
     """
+    global _gpu_request_stands
     wanted = max((stage.resources.num_gpus * stage.resources.actors for stage in stages), default=0.0)
     if seconds <= 0 or wanted <= 0 or float(ray.cluster_resources().get("GPU", 0.0)) > 0:
         return []
     from ray.autoscaler.sdk import request_resources
 
     request_resources(bundles=[{"GPU": 1.0}] * max(1, math.ceil(wanted)))
+    _gpu_request_stands = True
     print(f"no GPU in the cluster yet: asked the autoscaler for {math.ceil(wanted)} GPU(s), waiting up to {seconds:g} s", file=sys.stderr)
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -214,11 +221,52 @@ def wait_for_gpus(stages: list[Stage], seconds: float, poll: float = 2.0) -> lis
     return [f"no GPU worker came up within {seconds:g} s"]
 
 
+def release_gpu_request() -> None:
+    """Withdraw this driver's standing autoscaler request (`wait_for_gpus`), so idle GPU nodes can go.
+
+    `request_resources` requests stand until replaced; an empty request replaces it (Ray 2.60:
+    `request_resources(num_cpus=0, bundles=[])`). A no-op when nothing was requested.
+    """
+    global _gpu_request_stands
+    if not _gpu_request_stands:
+        return
+    _gpu_request_stands = False
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(num_cpus=0, bundles=[])
+    except Exception:  # the job's own outcome matters more than this hint to the autoscaler
+        log.warning("could not withdraw the autoscaler request for GPUs; idle GPU nodes stay up until it is replaced", exc_info=True)
+
+
+def one_gpu_per_actor(stage: Stage) -> str | None:
+    """Turn a request of k > 1 whole GPUs per actor into k times the actors with one GPU each.
+
+    A model stage runs on one device (torch's default, the first GPU Ray assigned), so the other
+    k - 1 GPUs of such an actor would sit idle. Returns the plan note, or None when nothing changed.
+    A fraction above 1 (1.5 GPUs) is refused: Ray accepts fractions up to 1 and whole numbers only.
+    """
+    res = stage.resources
+    if res.num_gpus <= 1:
+        return None
+    if res.num_gpus != int(res.num_gpus):
+        raise ResourceError(f"stage '{stage.name}' asks for {res.num_gpus:g} GPUs per actor: give a fraction <= 1 "
+                            "(actors share a GPU) or a whole number")
+    k = int(res.num_gpus)
+    if not stage.stateful:
+        stage.resources = dataclasses.replace(res, num_gpus=1.0)
+        return f"stage '{stage.name}': a task uses one GPU, so num_gpus={k} runs as num_gpus=1 per task"
+    stage.resources = dataclasses.replace(res, num_gpus=1.0, actors=res.actors * k)
+    return (f"stage '{stage.name}': a model stage runs on one GPU, so {res.actors} actor(s) x {k} GPUs run as "
+            f"{res.actors * k} actors x 1 GPU (each with num_cpus={res.num_cpus:g})")
+
+
 def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:
     """Check GPU requests against the cluster; fall back to CPU (device=auto) or fail (device=cuda).
 
     GPUs the autoscaler can still add (cluster.yaml's GPU node types x max_workers) count as
     available: a cluster that scales GPU workers from zero keeps its GPU stages on GPU.
+    An actor asking for k > 1 GPUs becomes k actors with one each (`one_gpu_per_actor`).
     Returns human-readable notes about what was changed, for the run plan.
     """
     total = ray.cluster_resources()
@@ -230,6 +278,8 @@ def fit_stage_resources(stages: list[Stage], device: str = "auto") -> list[str]:
     if gpus > gpus_now and any(stage.resources.num_gpus > 0 for stage in stages):
         notes.append(f"the cluster has {gpus_now:g} GPU(s) now; the autoscaler can add up to {gpus:g}")
     for stage in stages:
+        if device != "cpu" and gpus > 0 and (note := one_gpu_per_actor(stage)) is not None:
+            notes.append(note)
         res = stage.resources
         if device == "cpu" and res.num_gpus > 0:
             notes.append(f"stage '{stage.name}': --device cpu, running on CPU instead of {res.num_gpus:g} GPU(s) per actor")

@@ -9,6 +9,9 @@ A stage that raises `DeviceContextError` (a sticky CUDA error: the process's CUD
 broken) makes its worker process exit: Ray restarts the actor (`max_restarts`) and runs the
 batch again on the fresh one (`max_task_retries`), so the rows are redone, not lost; a batch
 that kills its worker every time stops the job after STICKY_RETRIES tries.
+
+Every stage's `prepare_device` runs before its `setup()` in the worker process, with the run's
+--device policy and --precision (`DeviceRun`), so the device is decided where the GPU is.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import warnings
 import pyarrow as pa
 import ray.data
 
+from pipeline.engine.compute import DeviceRun
 from pipeline.engine.device_errors import DeviceContextError
 from pipeline.engine.fusion import StageGroup, run_group
 from pipeline.engine.item import Item, batch_to_items, items_to_batch
@@ -48,6 +52,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("deferred", pa.int64()),
         ("deferred_ids", pa.list_(pa.string())),
         ("stage_metrics", pa.string()),  # JSON {stage: {counter: n}}
+        ("compute", pa.string()),  # JSON list of the distinct sample `compute` records of the part
     ]
 )
 
@@ -70,14 +75,18 @@ class _GroupCall:
     sink comes next, so the items' working data (`item.data`, never written) is not sent to it.
     """
 
-    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False):
+    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False,
+                 device: DeviceRun | None = None):
         self.group = group
         self.from_rows = from_rows
         self.sink = sink
         self.last = last or sink is not None
+        self.device = device or DeviceRun()
 
     def setup(self) -> None:
+        """Decide each stage's device in this process (the GPU Ray assigned it), then load its models."""
         for stage in self.group.stages:
+            stage.prepare_device(self.device.policy, self.device.precision)
             stage.setup()
 
     def run(self, batch: pa.Table) -> pa.Table:
@@ -97,8 +106,9 @@ class _GroupCall:
 class _StageTask(_GroupCall):
     """Callable instance: Ray runs it as a stateless task per batch (setup once per worker process)."""
 
-    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False):
-        super().__init__(group, from_rows, sink, last)
+    def __init__(self, group: StageGroup, from_rows: bool = False, sink: SinkConfig | None = None, last: bool = False,
+                 device: DeviceRun | None = None):
+        super().__init__(group, from_rows, sink, last, device)
         self._ready = False
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -111,8 +121,8 @@ class _StageTask(_GroupCall):
 class _StageActor(_GroupCall):
     """Callable class: Ray keeps a pool of these actors, each with its model loaded once."""
 
-    def __init__(self, group: StageGroup, from_rows: bool = False, last: bool = False):
-        super().__init__(group, from_rows, last=last)
+    def __init__(self, group: StageGroup, from_rows: bool = False, last: bool = False, device: DeviceRun | None = None):
+        super().__init__(group, from_rows, last=last, device=device)
         self.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -126,6 +136,7 @@ def part_summary_table(items: list[Item], config: SinkConfig) -> pa.Table:
     row["rows"] = len(items)
     row.pop("shards")
     row["stage_metrics"] = json.dumps(row["stage_metrics"], sort_keys=True)
+    row["compute"] = json.dumps(row["compute"], sort_keys=True)
     return pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
 
 
@@ -155,9 +166,10 @@ def wants_actor_restarts(stage: Stage, address: str | None, forced: bool | None 
     return joins_cluster(address) or stage.resources.num_gpus > 0
 
 
-def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = True, from_rows: bool = False) -> ray.data.Dataset:
+def apply_stage(ds: ray.data.Dataset, stage: Stage, *, actor_restarts: bool = True, from_rows: bool = False,
+                device: DeviceRun | None = None) -> ray.data.Dataset:
     """One stage as its own Ray Data operator (see `apply_group`)."""
-    return apply_group(ds, StageGroup([stage]), actor_restarts=actor_restarts, from_rows=from_rows)
+    return apply_group(ds, StageGroup([stage]), actor_restarts=actor_restarts, from_rows=from_rows, device=device)
 
 
 def apply_group(
@@ -169,12 +181,14 @@ def apply_group(
     sink: SinkConfig | None = None,
     rows_per_part: int | None = None,
     last: bool = False,
+    device: DeviceRun | None = None,
 ) -> ray.data.Dataset:
     """`group` as a Ray Data operator; `actor_restarts` False: a dead actor fails the job instead of restarting.
 
     `from_rows`: the input is the manifest's row blocks (the first operator). `sink` (a group that
     commits): each batch of `rows_per_part` rows is written as one part, and the operator's output
     is one summary row per part. `last`: the separate shard sink follows (see `_GroupCall`).
+    `device`: the run's device policy and precision for the stages' `prepare_device`.
 
     Ray Data passes every actor pool its DataContext and map function as object-store references;
     with restarts on, Ray 2.60 logs an error line per driver ("has constructor arguments in the
@@ -200,7 +214,7 @@ def apply_group(
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
             return ds.map_batches(
                 _named(_StageActor, group.name),
-                fn_constructor_args=(group, from_rows, last),
+                fn_constructor_args=(group, from_rows, last, device),
                 concurrency=res.actors,
                 num_gpus=res.num_gpus or None,
                 **restarts,
@@ -209,7 +223,7 @@ def apply_group(
     if res.num_gpus:  # CPU tasks keep Ray Data's unbounded retries (node loss); they hold no CUDA context
         common["num_gpus"] = res.num_gpus
         common["max_retries"] = STICKY_RETRIES
-    return ds.map_batches(_named(_StageTask, group.name)(group, from_rows, sink, last), **common)
+    return ds.map_batches(_named(_StageTask, group.name)(group, from_rows, sink, last, device), **common)
 
 
 def apply_sink(ds: ray.data.Dataset, config: SinkConfig, rows_per_shard: int) -> ray.data.Dataset:

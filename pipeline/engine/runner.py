@@ -22,10 +22,19 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from tqdm import tqdm
 
+from pipeline.engine.compute import (
+    DeviceRun,
+    check_mixed_devices,
+    driver_device_notes,
+    merge_compute,
+    planned_compute,
+    run_compute,
+)
 from pipeline.engine.fusion import StageGroup
 from pipeline.engine.item import Item, items_to_batch
 from pipeline.engine.job import Job, RunOptions
 from pipeline.engine.sink import MAX_DEFERRED_IDS, SinkConfig, merge_stage_metrics
+from pipeline.engine.stage import Stage
 from pipeline.engine.summary import format_summary, summarize, versions
 from pipeline.errors import JobFailedError, PipelineError
 from pipeline.io.manifest import (
@@ -176,6 +185,7 @@ def run_job(job: Job, manifest_path: str | Path, out_root: str | Path, options: 
                                 lambda: _execute(job, table, todo, base_dir, row_problems, out, run_id, options))
         wall = time.time() - started
         out.check_lease()  # a driver whose lease was taken over leaves the summary to the new run
+        record["compute"] = record_compute(out, totals)
         out.append_run_history({"run_id": run_id, "started": started, "wall_seconds": wall, "rows": len(todo), "command": options.command})
         summary = summarize(out, record)
         summary.update(
@@ -212,7 +222,7 @@ def run_on_ray(job_name: str, out: OutputDir, options: RunOptions, body: Callabl
     import ray
     from ray.exceptions import RayError
 
-    from pipeline.engine.ray_env import init_ray
+    from pipeline.engine.ray_env import init_ray, release_gpu_request
 
     started_ray = init_ray(options.address, options.num_cpus)
     try:
@@ -229,6 +239,7 @@ def run_on_ray(job_name: str, out: OutputDir, options: RunOptions, body: Callabl
             f"Finished shards in {out.root} are kept; fix the cause and re-run the same command to finish the rest."
         ) from exc
     finally:
+        release_gpu_request()  # an autoscaler request for GPUs (--wait-for-gpus) must not outlive the job
         if started_ray:
             ray.shutdown()
 
@@ -243,6 +254,8 @@ class RunTotals:
     deferred_ids: list[str] = field(default_factory=list)
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
     streaming_since: float | None = None  # time.time() when rows started to flow (Ray up, stages planned)
+    planned: PlannedStages | None = None  # the stages' plan (None: nothing was run)
+    computes: list[dict[str, Any]] = field(default_factory=list)  # distinct sample `compute` records committed
 
     def add(self, part: dict[str, Any]) -> None:
         """Add one row of the sink's output (`pipeline.engine.ray_stages.SUMMARY_SCHEMA`)."""
@@ -251,6 +264,9 @@ class RunTotals:
         self.deferred += part["deferred"]
         self.deferred_ids.extend(part["deferred_ids"][: max(0, MAX_DEFERRED_IDS - len(self.deferred_ids))])
         self.stage_metrics = merge_stage_metrics([self.stage_metrics, json.loads(part["stage_metrics"])])
+        for record in json.loads(part.get("compute") or "[]"):
+            if record not in self.computes:
+                self.computes.append(record)
 
 
 def _execute(
@@ -262,29 +278,11 @@ def _execute(
     import ray.data
 
     from pipeline.engine.fusion import group_stages
-    from pipeline.engine.ray_env import fit_stage_resources
     from pipeline.engine.ray_stages import apply_group, apply_sink, wants_actor_restarts
     from pipeline.engine.rows import row_blocks
 
-    # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
-    # copy of a task's error; -v shows Ray Data's errors again.
-    quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
-    logging.getLogger("ray.data").setLevel(logging.CRITICAL if quiet else logging.ERROR)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-    from pipeline.engine.stage_resources import apply_stage_resources
-
-    stages = job.stages()
-    notes = apply_stage_resources(stages, options.stage_resources)
-    if options.device != "cpu":
-        from pipeline.engine.ray_env import wait_for_gpus
-
-        notes += wait_for_gpus(stages, options.wait_for_gpus)
-    notes += fit_stage_resources(stages, options.device)
-    for note in notes:
-        print(f"[{job.name}] {note}", file=sys.stderr)
+    planned = plan_stages(job, options, out)
+    stages = planned.stages
     groups = group_stages(stages)
     cluster = ray.cluster_resources()
     rows_per_part = options.rows_per_shard
@@ -311,10 +309,11 @@ def _execute(
     for position, group in enumerate(groups):
         restarts = wants_actor_restarts(group.stages[0], options.address, options.actor_restarts)
         ds = apply_group(ds, group, actor_restarts=restarts, from_rows=position == 0,
-                         sink=sink if group.commits else None, rows_per_part=rows_per_part, last=position == len(groups) - 1)
+                         sink=sink if group.commits else None, rows_per_part=rows_per_part, last=position == len(groups) - 1,
+                         device=planned.device)
     if not groups[-1].commits:
         ds = apply_sink(ds, sink, rows_per_part)
-    totals = RunTotals(streaming_since=time.time())
+    totals = RunTotals(streaming_since=time.time(), planned=planned)
     with tqdm(total=len(todo), unit="row", desc=job.name, disable=not options.progress, file=sys.stderr) as bar:
         for part in ds.iter_rows():
             bar.update(part["rows"])
@@ -323,16 +322,55 @@ def _execute(
     return totals
 
 
-def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink_line: str | None = None):
-    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned here).
+def stream_through_stages(job: Job, items: list[Item], options: RunOptions, out: OutputDir,
+                          sink_line: str | None = None) -> tuple[Any, PlannedStages]:
+    """A Ray Data dataset of `items` run through the job's stages (built, overridden, fitted, planned
+    and checked against `out`'s job.json here, see `plan_stages`), and that plan.
 
     sink_line: how the plan printed at start describes the writer (default: the shard sink's line).
     """
     import ray
     import ray.data
 
-    from pipeline.engine.ray_env import fit_stage_resources
     from pipeline.engine.ray_stages import apply_stage, wants_actor_restarts
+
+    planned = plan_stages(job, options, out)
+    groups = [StageGroup([stage]) for stage in planned.stages]  # one operator per stage (no fusion on this path)
+    _print_plan(job, groups, len(items), options.rows_per_shard, options, ray.cluster_resources(), sink_line)
+
+    block_rows = max(1, options.block_rows)
+    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
+    ds = ray.data.from_arrow(blocks)
+    for stage in planned.stages:
+        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts),
+                         device=planned.device)
+    return ds, planned
+
+
+@dataclass
+class PlannedStages:
+    """A run's stages as planned on the driver: overridden and fitted, with the device the run means to
+    use (`planned`, job.json's compute shape) and what job.json recorded before this run (`before`)."""
+
+    stages: list[Stage]
+    device: DeviceRun
+    planned: dict[str, Any]
+    before: dict[str, Any] | None
+
+
+def plan_stages(job: Job, options: RunOptions, out: OutputDir) -> PlannedStages:
+    """Build the stages, apply the overrides, wait for and fit GPUs, then settle the run's device before any row runs.
+
+    The device notes go to the plan (a local torch that cannot see CUDA: CPU FALLBACK, or refused
+    under --device cuda; a precision that does not apply). The device the run means to use is
+    checked against what job.json recorded (`check_mixed_devices`) and recorded there, so a run
+    killed midway still leaves it. Both runner paths (`_execute`, `stream_through_stages`) go
+    through here.
+    """
+    import ray.data
+
+    from pipeline.engine.ray_env import fit_stage_resources, joins_cluster, wait_for_gpus
+    from pipeline.engine.stage_resources import apply_stage_resources
 
     # Our progress bar, summary and one-line failure (see run_job) replace Ray Data's chatter and its
     # copy of a task's error; -v shows Ray Data's errors again.
@@ -342,26 +380,32 @@ def stream_through_stages(job: Job, items: list[Item], options: RunOptions, sink
     context.enable_progress_bars = False
     context.print_on_execution_start = False
 
-    from pipeline.engine.stage_resources import apply_stage_resources
-
     stages = job.stages()
     notes = apply_stage_resources(stages, options.stage_resources)
     if options.device != "cpu":
-        from pipeline.engine.ray_env import wait_for_gpus
-
         notes += wait_for_gpus(stages, options.wait_for_gpus)
     notes += fit_stage_resources(stages, options.device)
+    notes += driver_device_notes(stages, options.device, options.precision, local=not joins_cluster(options.address))
+    planned = planned_compute(stages, options.device, options.precision)
+    job_record = out.read_job(required=False) or {}
+    before = job_record.get("compute")
+    check_mixed_devices(out.root, before, planned, options.allow_mixed_devices)
+    if job_record:
+        out.write_json("job.json", {**job_record, "compute": merge_compute(before, planned)})
     for note in notes:
         print(f"[{job.name}] {note}", file=sys.stderr)
-    groups = [StageGroup([stage]) for stage in stages]  # one operator per stage (no fusion on this path)
-    _print_plan(job, groups, len(items), options.rows_per_shard, options, ray.cluster_resources(), sink_line)
+    return PlannedStages(stages, DeviceRun(options.device, options.precision), planned, before)
 
-    block_rows = max(1, options.block_rows)
-    blocks = [items_to_batch(items[i : i + block_rows]) for i in range(0, len(items), block_rows)]
-    ds = ray.data.from_arrow(blocks)
-    for stage in stages:
-        ds = apply_stage(ds, stage, actor_restarts=wants_actor_restarts(stage, options.address, options.actor_restarts))
-    return ds
+
+def record_compute(out: OutputDir, totals: RunTotals) -> dict[str, Any] | None:
+    """Write into job.json what this run really computed on (the records of its committed parts; the
+    plan when none), added to what earlier runs recorded. Returns job.json's compute (None: never recorded)."""
+    record = out.read_job(required=False) or {}
+    if totals.planned is None:  # nothing ran: job.json stays as it is
+        return record.get("compute")
+    compute = merge_compute(totals.planned.before, run_compute(totals.computes, totals.planned.planned))
+    out.write_json("job.json", {**record, "compute": compute})
+    return compute
 
 
 def parts_rows(rows: int, rows_per_shard: int, cluster_cpus: float, cpus_per_task: float) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.engine.compute import sample_compute
 from pipeline.engine.item import Item
 from pipeline.errors import OutputError
 from pipeline.io.keys import sample_key
@@ -74,9 +75,11 @@ class PartSummary:
     deferred: int = 0
     deferred_ids: list[str] = field(default_factory=list)
     stage_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    compute: list[dict[str, Any]] = field(default_factory=list)  # the distinct sample `compute` records
 
 
 def sample_json(item: Item, key: str, config: SinkConfig) -> bytes:
+    """The sample's json member: who wrote it, what it ran on (`compute`), and the stages' `item.meta`."""
     meta: dict[str, Any] = {
         "id": item.id,
         "key": key,
@@ -85,6 +88,7 @@ def sample_json(item: Item, key: str, config: SinkConfig) -> bytes:
         "package_version": config.package_version,
     }
     meta.update(item.meta)
+    meta["compute"] = sample_compute(item.compute)
     return json.dumps(meta, sort_keys=True, ensure_ascii=False, default=_json_default).encode("utf-8")
 
 
@@ -92,6 +96,15 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def distinct_computes(items: Iterable[Item]) -> list[dict[str, Any]]:
+    """The distinct sample `compute` records of `items` (what the driver adds up into the run's compute)."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        record = sample_compute(item.compute)
+        found.setdefault(json.dumps(record, sort_keys=True), record)
+    return [found[key] for key in sorted(found)]
 
 
 def _group_by_bytes(samples: list[tuple[str, Item, dict[str, bytes]]], max_bytes: int) -> list[list[tuple[str, Item, dict[str, bytes]]]]:
@@ -147,9 +160,10 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
     committed = [i for i in items if not i.deferred]
     if not committed:
         return PartSummary("", 0, 0, [], 0, 0.0, 0.0, len(deferred), deferred[:MAX_DEFERRED_IDS], metrics)
+    computes = distinct_computes(i for i in committed if not i.failed)
     name = part_name(item.id for item in items)  # deferred ids too: see pipeline.io.output
     if out.conditional and out.exists(INDEX, f"part-{name}.parquet"):
-        return _committed_summary(out, name, deferred, metrics)  # a retried task whose first try committed
+        return _committed_summary(out, name, deferred, metrics, computes)  # a retried task whose first try committed
     attempt = new_attempt() if out.conditional else ""
     stem = f"{name}-{attempt}" if attempt else name
     ok = sorted((i for i in committed if not i.failed), key=lambda i: sample_key(i.id))
@@ -189,7 +203,7 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         if not out.commit_index(name, _parquet_bytes(index_table), attempt):  # the commit point
             for path in [out.path(SHARDS, s) for s in shard_names[: len(groups)]] + [out.path(ERRORS, errors_name)]:
                 out.fs.delete_file(path)  # this attempt's own names: nobody else's file
-            return _committed_summary(out, name, deferred, metrics)
+            return _committed_summary(out, name, deferred, metrics, computes)
 
     return PartSummary(
         part=name,
@@ -202,6 +216,7 @@ def commit_part(items: list[Item], config: SinkConfig) -> PartSummary:
         deferred=len(deferred),
         deferred_ids=deferred[:MAX_DEFERRED_IDS],
         stage_metrics=metrics,
+        compute=computes,
     )
 
 
@@ -211,7 +226,8 @@ def _check_fence(out: OutputDir, config: SinkConfig) -> None:
         raise StaleRunError(f"{problem}; not committing")
 
 
-def _committed_summary(out: OutputDir, name: str, deferred: list[str], metrics: dict[str, dict[str, int]]) -> PartSummary:
+def _committed_summary(out: OutputDir, name: str, deferred: list[str], metrics: dict[str, dict[str, int]],
+                       computes: list[dict[str, Any]]) -> PartSummary:
     """What an already committed part holds (another attempt of this task wrote it), read from its index part."""
     with out.fs.open_input_file(out.path(INDEX, f"part-{name}.parquet")) as handle:
         index = pq.read_table(handle, columns=["shard", "duration", "source_duration"]).to_pylist()
@@ -231,6 +247,7 @@ def _committed_summary(out: OutputDir, name: str, deferred: list[str], metrics: 
         deferred=len(deferred),
         deferred_ids=deferred[:MAX_DEFERRED_IDS],
         stage_metrics=metrics,
+        compute=computes,
     )
 
 

@@ -9,6 +9,11 @@ Batched model calls go through `process_batch_isolating`: a batch that raises is
 until only the culprit fails; out-of-memory rows are left for a later run; a broken CUDA context
 raises `DeviceContextError` so the process is replaced (see `pipeline.engine.device_errors`). What
 happened is counted per stage (BATCH_COUNTERS) on the items and summed into the job summary.
+
+Before `setup()` the Ray adapters call `prepare_device(policy, precision)`: it decides the device
+the stage really uses (`pipeline.engine.compute`: a GPU the torch of this process cannot see stops
+the job under --device cuda, falls back to CPU under --device auto), sets the precision, and makes
+every batch of a GPU-holding stage stamp that record on its items (the sample json's `compute`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.engine.compute import Compute, actor_compute, precision_scope
 from pipeline.engine.device_errors import DeviceContextError, ErrorKind, classify_error, release_device_memory
 from pipeline.engine.item import Item
 
@@ -52,13 +58,17 @@ class Stage:
     optional_inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     field_inputs: tuple[str, ...] = ()
+    # what this process computes on, once `prepare_device` ran (None: not prepared, e.g. a stage run directly)
+    compute: Compute | None = None
 
     def __init__(self, resources: Resources | None = None):
         self.resources = resources or Resources()
 
     @property
     def device(self) -> str:
-        """The torch device this stage should use: CUDA when Ray gave it a GPU and torch sees one."""
+        """The torch device this stage uses: what `prepare_device` decided, else CUDA when it holds a GPU and torch sees one."""
+        if self.compute is not None:
+            return self.compute.device
         if self.resources.num_gpus > 0:
             import torch
 
@@ -77,6 +87,15 @@ class Stage:
             item.fail(self.name, f"stage {self.name!r} needs item.data[{missing[0]!r}], which no earlier stage wrote "
                       "(the job's stage list is broken: report it)", error="StageContractError")
         return not missing
+
+    def prepare_device(self, policy: str = "auto", precision: str = "fp32") -> Compute:
+        """Decide this process's device and precision before `setup()` (`pipeline.engine.compute.actor_compute`).
+
+        `policy` is the run's --device; raises `DeviceUnavailableError` when it is "cuda" and the torch
+        here cannot see the GPU Ray assigned. Called once per actor (or task process) by the Ray adapters.
+        """
+        self.compute = actor_compute(self.name, self.resources.num_gpus, policy, precision)
+        return self.compute
 
     def setup(self) -> None:
         """Load models or other expensive state; called once per actor (or per task)."""
@@ -162,7 +181,14 @@ class Stage:
             item.fail(self.name, message, error=error)
 
     def __call__(self, items: list[Item]) -> list[Item]:
+        """Process the live items (under bf16 autocast when the run asks for it); a stage holding a GPU
+        stamps what it computed on on each of them (`Item.compute`)."""
         live = [item for item in items if not item.failed and self._check_inputs(item)]
         if live:
-            self.process(live)
+            with precision_scope(self.compute):
+                self.process(live)
+            if self.compute is not None and self.resources.num_gpus > 0:
+                record = self.compute.record()
+                for item in live:
+                    item.compute[self.name] = record
         return items

@@ -71,6 +71,7 @@ def summarize(out: OutputDir, job: dict[str, Any] | None = None) -> dict[str, An
         "shards": len([n for n in out.list_names(SHARDS) if n.endswith(".tar")]),
         "runs": len(history),
         "wall_seconds_total": float(sum(r.get("wall_seconds", 0.0) for r in history)),
+        "compute": job.get("compute"),  # job.json's: what the runs so far computed on (pipeline.engine.compute)
         "versions": versions(),
         "platform": {"python": sys.version.split()[0], "machine": platform.machine()},
     }
@@ -111,6 +112,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         top = ", ".join(f"{speaker or '?'} {count}" for speaker, count in voices["most_used"][:5])
         lines.append(f"  voices       {voices['rows_with_prompt']} rows from {voices['speakers']} prompt speakers, "
                      f"{voices['min_rows_per_speaker']}-{voices['max_rows_per_speaker']} rows each (most used: {top})")
+    compute = summary.get("compute") or {}
+    if compute.get("device") not in (None, "cpu"):
+        gpus = f" ({', '.join(compute['gpus'])})" if compute.get("gpus") else ""
+        lines.append(f"  compute      {compute['device']}{gpus}, precision {compute.get('precision')}")
+    if compute.get("cpu_fallback"):
+        lines.append(f"  CPU FALLBACK stage(s) {', '.join(compute['cpu_fallback'])} held a GPU but ran on CPU: the torch there "
+                     "cannot see CUDA (install a CUDA build of torch, or run with --device cpu)")
     for kind, count in list(summary.get("errors_by_type", {}).items())[:10]:
         lines.append(f"  error        {count} x {kind}")
     for stage, counters in sorted(summary.get("stage_metrics", {}).items()):

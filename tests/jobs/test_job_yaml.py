@@ -50,6 +50,20 @@ def test_yaml_keys_become_the_command_line():
     assert context.params["sample_rate"] == 24000 and context.params["manifest_path"] == "s3://bucket/m.parquet"
 
 
+def test_device_run_options_from_yaml_reach_the_run_options():
+    from pipeline.cli.options import RUN_OPTION_FIELDS
+    from pipeline.engine.job import RunOptions
+
+    spec = {"manifest": "s3://b/m.parquet", "output": "out", "run": {"device": "cuda", "precision": "bf16", "allow_mixed_devices": True}}
+    argv = spec_to_argv(job_command("prepare"), spec, "prepare")
+    assert argv[:6] == ["--output", "out", "--device", "cuda", "--precision", "bf16"] and "--allow-mixed-devices" in argv
+    params = job_command("prepare").make_context("prepare", argv).params
+    run = RunOptions(**{name: params[name] for name in RUN_OPTION_FIELDS})
+    assert (run.device, run.precision, run.allow_mixed_devices) == ("cuda", "bf16", True)
+    with pytest.raises(click.BadParameter, match="'fp16' is not one of 'fp32', 'tf32', 'bf16'"):
+        job_command("prepare").make_context("prepare", ["-o", "o", "--precision", "fp16", "s3://b/m.parquet"])
+
+
 def test_storage_options_mapping_becomes_json():
     spec = {"manifest": "s3://b/m.parquet", "output": "s3://b/out", "run": {"storage_options": {"endpoint_url": "http://127.0.0.1:9000"}}}
     argv = spec_to_argv(job_command("prepare"), spec, "prepare")

@@ -199,7 +199,9 @@ def _spec(path: Path, manifest: Path, out: Path, delay: float) -> Path:
         "block_rows": 2,  # small blocks stream through the stages one by one: the kill lands mid-stage
         "gpus": 1,
         "delay": delay,
-        "run": {"device": "cuda", "progress": False},
+        # auto: the worker's GPU is Ray's fake one, which the CPU-only torch there cannot see (--device cuda
+        # would stop the job in the actor); the stage still holds the GPU, as the placements show
+        "run": {"device": "auto", "progress": False},
         "resources": {"placement_probe": {"num_cpus": 0.5}},
     }
     path.write_text(yaml.safe_dump(spec))
@@ -257,6 +259,7 @@ def test_job_submit_gpu_placement_and_worker_loss(two_nodes: TwoNodeCluster, tmp
     for placement in placements:
         assert placement["node_ip"] == cluster.worker_ip, placement
         assert placement["gpu_ids"] == ["0"] and placement["cuda_visible_devices"] == "0", placement
+    assert all(meta["compute"]["cpu_fallback"] == ["placement_probe"] for meta in _samples(out).values())
 
     # 2) kill the worker node (every process in its namespace) once parts are committed, then bring
     #    a replacement up, as an autoscaler would: the job recovers, or fails and a resubmission finishes
