@@ -278,10 +278,10 @@ def jobs_table(args: argparse.Namespace, work: Path) -> list[str]:
     ]
     for name in args.jobs:
         if name == "upsample":
-            from pipeline.upsample import upsample_job
+            from pipeline.upsample import UpsampleConfig, upsample_job
 
             checkpoint = kit_dir() / "weights" / "speechsr48k" / "G_100000.pth"
-            stage = next(s for s in upsample_job(48000, checkpoint=str(checkpoint)).build_stages() if s.stateful)
+            stage = next(s for s in upsample_job(UpsampleConfig(48000, checkpoint=str(checkpoint))).stages() if s.stateful)
             model = _model_alone(stage, clips, {})
             cli = ["upsample", str(manifest), "--checkpoint", str(checkpoint), "--device", "cpu"]
             label = "SpeechSR 48 kHz, released weights"
@@ -290,7 +290,7 @@ def jobs_table(args: argparse.Namespace, work: Path) -> list[str]:
             from pipeline.extract import ExtractConfig, extract_job
 
             w2v_dir, _ = _models(work, "mms", False)
-            stages = extract_job(ExtractConfig(features=("w2v",), w2v_model=w2v_dir)).build_stages()
+            stages = extract_job(ExtractConfig(features=("w2v",), w2v_model=w2v_dir)).stages()
             model = _model_alone(next(s for s in stages if s.stateful), clips, {})
             cli = ["extract", str(manifest), "--features", "w2v", "--w2v-model", w2v_dir, "--device", "cpu"]
             label = "w2v layer 7, random MMS-300m size"
