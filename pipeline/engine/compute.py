@@ -141,9 +141,18 @@ def sample_compute(stamps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return record
 
 
-def planned_compute(stages: Iterable[Stage], policy: str, precision: str) -> dict[str, Any]:
-    """The run's intended compute (job.json's shape), from the policy and the fitted stage resources."""
+def planned_compute(stages: Iterable[Stage], policy: str, precision: str, local: bool = False) -> dict[str, Any]:
+    """The run's intended compute (job.json's shape), from the policy and the fitted stage resources.
+
+    `local`: the actors share this machine's torch, so when it cannot see CUDA the GPU stages will run
+    on CPU (the CPU FALLBACK of `driver_device_notes`) and the run means CPU: a resume of such an
+    output is then not taken for a switch to the GPU.
+    """
     gpu = policy != "cpu" and any(stage.resources.num_gpus > 0 for stage in stages)
+    if gpu and local:
+        import torch
+
+        gpu = torch.cuda.is_available()
     return {"device": "cuda" if gpu else "cpu", "gpus": [], "precision": precision if gpu else "fp32"}
 
 

@@ -385,8 +385,9 @@ def plan_stages(job: Job, options: RunOptions, out: OutputDir) -> PlannedStages:
     if options.device != "cpu":
         notes += wait_for_gpus(stages, options.wait_for_gpus)
     notes += fit_stage_resources(stages, options.device)
-    notes += driver_device_notes(stages, options.device, options.precision, local=not joins_cluster(options.address))
-    planned = planned_compute(stages, options.device, options.precision)
+    local = not joins_cluster(options.address)
+    notes += driver_device_notes(stages, options.device, options.precision, local=local)
+    planned = planned_compute(stages, options.device, options.precision, local=local)
     job_record = out.read_job(required=False) or {}
     before = job_record.get("compute")
     check_mixed_devices(out.root, before, planned, options.allow_mixed_devices)

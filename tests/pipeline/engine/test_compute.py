@@ -173,6 +173,18 @@ def test_planned_compute_follows_the_policy_and_the_fitted_stages() -> None:
     assert planned_compute([cpu], "cuda", "tf32")["device"] == "cpu"
 
 
+def test_a_local_cpu_fallback_plans_cpu_so_its_resume_is_not_refused(monkeypatch) -> None:
+    """Fake Ray GPUs with a torch that cannot see them: the first run fell back to CPU (job.json says cpu);
+    the resume plans the same fallback, so it must not be refused as a switch to the GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    stages = [ModelStage(Resources(num_gpus=0.5))]
+    planned = planned_compute(stages, "auto", "fp32", local=True)
+    assert planned == {"device": "cpu", "gpus": [], "precision": "fp32"}
+    first_run = {"device": "cpu", "gpus": [], "precision": "fp32", "cpu_fallback": ["model"]}
+    check_mixed_devices("/data/out", first_run, planned, allow_mixed=False)
+    assert planned_compute(stages, "auto", "fp32", local=False)["device"] == "cuda"  # cluster workers decide
+
+
 def test_a_resume_mixing_cpu_and_gpu_outputs_is_refused_unless_allowed() -> None:
     gpu, cpu = {"device": "cuda", "gpus": ["H200"], "precision": "fp32"}, {"device": "cpu", "gpus": [], "precision": "fp32"}
     with pytest.raises(MixedDevicesError) as info:
