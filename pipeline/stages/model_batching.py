@@ -48,6 +48,11 @@ W2V_SHORT_CLIP_SECONDS = 2.0
 clips this short (longer clips fill several forwards per Ray batch)."""
 
 
+def windows_for_seconds(seconds: float, rate: int, window: int) -> int:
+    """SpeechSR windows of `window` output samples that make `seconds` of output at `rate` (at least one)."""
+    return max(1, int(seconds * rate // window))
+
+
 def planned_device(resources: Resources) -> str:
     """The device a stage's actors will use, as the driver sees it: "cuda" when it asks for a GPU."""
     return "cuda" if resources.num_gpus > 0 else "cpu"

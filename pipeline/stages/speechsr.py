@@ -9,7 +9,12 @@ import numpy as np
 from hierspeech.speechsr import INPUT_SAMPLING_RATE as MODEL_INPUT_RATE
 from pipeline.engine.item import Item
 from pipeline.engine.stage import Resources, Stage
-from pipeline.stages.model_batching import CUDA_SPEECHSR_SECONDS, SPEECHSR_CUDA_RAY_BATCH, planned_device
+from pipeline.stages.model_batching import (
+    CUDA_SPEECHSR_SECONDS,
+    SPEECHSR_CUDA_RAY_BATCH,
+    planned_device,
+    windows_for_seconds,
+)
 
 # Output audio per model call when none is given: on GPUs CUDA_SPEECHSR_SECONDS; on CPU one window per
 # call is fastest (24 s at 48k: 1 window RTF 0.45 / 287 MiB, 29 windows RTF 0.83 / 1013 MiB, measured
@@ -63,8 +68,7 @@ class SpeechSRStage(Stage):
         if self.batch_seconds is None and self.device == "cpu":
             self.windows_per_call = 1
         else:
-            per_call = (self.batch_seconds or CUDA_SPEECHSR_SECONDS) * self.model.sampling_rate
-            self.windows_per_call = max(1, int(per_call // self.window))
+            self.windows_per_call = windows_for_seconds(self.batch_seconds or CUDA_SPEECHSR_SECONDS, self.model.sampling_rate, self.window)
 
     def process(self, items: list[Item]) -> None:
         self.process_batch_isolating(items, self._run)

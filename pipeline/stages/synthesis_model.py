@@ -19,6 +19,7 @@ from pipeline.stages.model_batching import (
     longest_first,
     planned_device,
     ray_batch_rows,
+    windows_for_seconds,
 )
 from pipeline.stages.synthesis_params import ModelPaths
 
@@ -303,7 +304,7 @@ class SynthesisModelStage(Stage):
         window = self.speechsr_window or DEFAULT_WINDOW
         per_call = self.speechsr_windows_per_call
         if per_call is None:  # CPU: as measured; CUDA: CUDA_SPEECHSR_SECONDS of output per call
-            per_call = max(1, int(CUDA_SPEECHSR_SECONDS * rate // window)) if self.device == "cuda" else DEFAULT_BATCH_SIZE
+            per_call = windows_for_seconds(CUDA_SPEECHSR_SECONDS, rate, window) if self.device == "cuda" else DEFAULT_BATCH_SIZE
         waves = [torch.from_numpy(np.ascontiguousarray(item.data["raw"], dtype=np.float32)) for item in items]
         outputs = upsample_batch(self.speechsr[rate], waves, window=window, batch_size=per_call)
         results = [out.float().cpu().numpy() for out in outputs]
