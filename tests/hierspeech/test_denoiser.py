@@ -351,17 +351,17 @@ def test_window_envelope_is_the_istft_normaliser() -> None:
 
 
 def test_blocked_stages_equal_whole_tensor_stages(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Conformer stages over blocks of frames / bins and norms over groups of channels are exact rewrites."""
+    """Conformer stages over blocks of frames / bins and variances summed over blocks of frames are exact rewrites."""
     from hierspeech.modules import mpsenet_blocks
 
     model = tiny_denoiser()
     lengths = [4000, 2333]
     batch = _ragged_batch(lengths, seed=5)
     monkeypatch.setattr(conformer, "POSITIONS_PER_BLOCK", 10**9)
-    monkeypatch.setattr(mpsenet_blocks, "CHANNELS_PER_STEP", 10**6)
+    monkeypatch.setattr(mpsenet_blocks, "FRAMES_PER_STEP", 10**6)
     whole = denoise(batch, model, lengths, chunk_seconds=None)
     monkeypatch.setattr(conformer, "POSITIONS_PER_BLOCK", 7)  # one frame or one bin per step
-    monkeypatch.setattr(mpsenet_blocks, "CHANNELS_PER_STEP", 3)
+    monkeypatch.setattr(mpsenet_blocks, "FRAMES_PER_STEP", 1)
     blocked = denoise(batch, model, lengths, chunk_seconds=None)
     assert (blocked - whole).abs().max().item() < 1e-6
 
