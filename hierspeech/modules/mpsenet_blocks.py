@@ -26,31 +26,68 @@ def activation_format(device: torch.device) -> torch.memory_format:
 
 def run_conv(conv: nn.Module, x: Tensor) -> Tensor:
     """conv(x) with x in `activation_format` (a copy when it is not); the result comes out in it too."""
-    return conv(x.contiguous(memory_format=activation_format(x.device)))
+    x = x.contiguous(memory_format=activation_format(x.device))
+    if x.device.type == "cpu" and _is_frequency_doubler(conv):
+        return _frequency_doubler_as_matmul(conv, x)
+    return conv(x)
 
 
-def instance_norm_prelu(y: Tensor, norm: nn.InstanceNorm2d, act: nn.PReLU) -> Tensor:
-    """PReLU(InstanceNorm(y)) over all positions of each item and channel, y (B, C, T, F).
+def _is_frequency_doubler(conv: nn.Module) -> bool:
+    """The decoders' upsampler: ConvTranspose2d with a (1, 3) kernel, stride (1, 2), no padding."""
+    return (
+        isinstance(conv, nn.ConvTranspose2d) and conv.kernel_size == (1, 3) and conv.stride == (1, 2)
+        and conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+    )  # fmt: skip
 
-    On CPU, with y channels-last: the mean is one reduction, the variance is summed over blocks of
-    frames of (y - mean)^2 (two-pass, as accurate as `F.instance_norm`), and the normalisation is
-    `F.batch_norm` with those statistics per item, whose channels-last kernel is one pass.
+
+def _frequency_doubler_as_matmul(conv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
+    """The (1, 3)-kernel, stride-2 transposed convolution on channels-last x (B, C, T, F) -> (B, C', T, 2F + 1).
+
+    Input bin m feeds output bins 2m, 2m + 1 and 2m + 2 through kernel taps 0, 1 and 2, so one matmul
+    over the channels gives every tap's contribution and the output is their interleaved sum. On CPU
+    that is ~3x faster than oneDNN's transposed convolution, with the same values up to rounding.
+    """
+    b, _, t, f = x.shape
+    taps = conv.weight[:, :, 0, :].permute(0, 2, 1).flatten(1)  # (C, 3 * C'): tap k at columns k*C'..
+    width = conv.out_channels
+    contributions = torch.matmul(x.permute(0, 2, 3, 1), taps)  # (B, T, F, 3 * C')
+    even, odd, late = contributions.split(width, dim=-1)
+    out = torch.empty(b, t, 2 * f + 1, width, dtype=x.dtype, device=x.device)
+    out[:, :, 0 : 2 * f : 2] = even
+    out[:, :, 2 * f] = 0
+    out[:, :, 2 : 2 * f + 1 : 2] += late
+    out[:, :, 1 : 2 * f : 2] = odd
+    if conv.bias is not None:
+        out += conv.bias
+    return out.permute(0, 3, 1, 2)
+
+
+def instance_norm_prelu(y: Tensor, norm: nn.InstanceNorm2d, act: nn.PReLU, out: Tensor | None = None) -> Tensor:
+    """PReLU(InstanceNorm(y)) over all positions of each item and channel, y (B, C, T, F), into `out` if given.
+
+    On CPU, with y channels-last, in blocks of frames (small intermediates, no full-size temporary):
+    the mean is one reduction, the variance is summed over blocks of (y - mean)^2 (two-pass, as
+    accurate as `F.instance_norm`), and each block is normalised by `F.batch_norm` with those
+    statistics (one pass in this layout), activated and written to its place in `out`.
     `F.instance_norm` itself would copy y to (B, C, T, F) order and back.
     """
     if y.device.type != "cpu":
-        return F.prelu(F.instance_norm(y, weight=norm.weight, bias=norm.bias, eps=norm.eps), act.weight)
+        y = F.prelu(F.instance_norm(y, weight=norm.weight, bias=norm.bias, eps=norm.eps), act.weight)
+        return y if out is None else out.copy_(y)
     positions = y.shape[2] * y.shape[3]
+    blocks = [slice(first, first + FRAMES_PER_STEP) for first in range(0, y.shape[2], FRAMES_PER_STEP)]
     mean = y.sum(dim=(2, 3), keepdim=True).div_(positions)
     var = torch.zeros_like(mean)
-    for first in range(0, y.shape[2], FRAMES_PER_STEP):
-        var += (y[:, :, first : first + FRAMES_PER_STEP] - mean).square_().sum(dim=(2, 3), keepdim=True)
+    for frames in blocks:
+        var += (y[:, :, frames] - mean).square_().sum(dim=(2, 3), keepdim=True)
     var /= positions
-    items = [
-        F.batch_norm(y[i : i + 1], mean[i].flatten(), var[i].flatten(), norm.weight, norm.bias, False, 0.0, norm.eps)
-        for i in range(y.shape[0])
-    ]
-    normed = items[0] if len(items) == 1 else torch.cat(items)
-    return F.prelu(normed, act.weight)
+    out = torch.empty_like(y, memory_format=torch.channels_last) if out is None else out
+    for i in range(y.shape[0]):
+        stats = mean[i].flatten(), var[i].flatten()
+        for frames in blocks:
+            block = F.batch_norm(y[i : i + 1, :, frames], *stats, norm.weight, norm.bias, False, 0.0, norm.eps)
+            out[i : i + 1, :, frames] = F.prelu(block, act.weight)
+    return out
 
 
 class MaskableInstanceNorm2d(nn.InstanceNorm2d):
@@ -80,7 +117,9 @@ class ConvNormAct(nn.Sequential):
         """(B, C_in, T, F_in) -> (B, C, T, F_out), written into `out` when given (e.g. a slice of a buffer)."""
         conv, norm, act = self
         y = run_conv(conv, x)
-        y = act(norm(y, mask)) if mask is not None else instance_norm_prelu(y, norm, act)
+        if mask is None:
+            return instance_norm_prelu(y, norm, act, out)
+        y = act(norm(y, mask))
         return y if out is None else out.copy_(y)
 
 
