@@ -386,3 +386,25 @@ def test_streamed_mode_never_holds_a_full_length_spectrogram(monkeypatch: pytest
     out = denoise(_ragged_batch([30000], seed=4)[0], model, chunk_seconds=0.25, overlap_seconds=0.05)
     assert out.shape == (1, output_length(30000, model.config.hop_size)) and torch.isfinite(out).all()
     assert widest and max(widest) <= 250  # the window: 0.25 s = 250 frames of 16 samples
+
+
+def test_cpu_upsampler_and_norm_rewrites_equal_the_torch_layers() -> None:
+    """The channels-last matmul upsampler and blocked instance norm give torch's own layers' values (batch 3)."""
+    from hierspeech.modules import mpsenet_blocks
+
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 8, 21, 10, generator=generator)
+    upsampler = torch.nn.ConvTranspose2d(8, 6, (1, 3), (1, 2))
+    with torch.inference_mode():
+        ours = mpsenet_blocks.run_conv(upsampler, x)
+        theirs = upsampler(x)
+        assert ours.shape == theirs.shape == (3, 6, 21, 21)
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert (ours - theirs).abs().max().item() < 1e-5
+
+        norm, act = mpsenet_blocks.MaskableInstanceNorm2d(8), torch.nn.PReLU(8)
+        torch.nn.init.uniform_(norm.weight, 0.5, 1.5), torch.nn.init.uniform_(norm.bias, -1, 1)
+        torch.nn.init.uniform_(act.weight, 0.0, 0.3)
+        shifted = (x * 3 + 5).contiguous(memory_format=torch.channels_last)  # a large mean: the two-pass variance matters
+        expected = act(torch.nn.functional.instance_norm(shifted.contiguous(), weight=norm.weight, bias=norm.bias, eps=norm.eps))
+        assert (mpsenet_blocks.instance_norm_prelu(shifted, norm, act) - expected).abs().max().item() < 1e-5
