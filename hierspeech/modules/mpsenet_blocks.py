@@ -26,40 +26,38 @@ def activation_format(device: torch.device) -> torch.memory_format:
 
 def run_conv(conv: nn.Module, x: Tensor) -> Tensor:
     """conv(x) with x in `activation_format` (a copy when it is not); the result comes out in it too."""
-    x = x.contiguous(memory_format=activation_format(x.device))
-    if x.device.type == "cpu" and _is_frequency_doubler(conv):
-        return _frequency_doubler_as_matmul(conv, x)
-    return conv(x)
+    return conv(x.contiguous(memory_format=activation_format(x.device)))
 
 
-def _is_frequency_doubler(conv: nn.Module) -> bool:
-    """The decoders' upsampler: ConvTranspose2d with a (1, 3) kernel, stride (1, 2), no padding."""
-    return (
-        isinstance(conv, nn.ConvTranspose2d) and conv.kernel_size == (1, 3) and conv.stride == (1, 2)
-        and conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
-    )  # fmt: skip
+class FrequencyUpsampler(nn.ConvTranspose2d):
+    """The decoders' upsampler: a (1, 3)-kernel, stride-(1, 2) transposed convolution, (B, C, T, F) -> (B, C', T, 2F + 1).
 
-
-def _frequency_doubler_as_matmul(conv: nn.ConvTranspose2d, x: Tensor) -> Tensor:
-    """The (1, 3)-kernel, stride-2 transposed convolution on channels-last x (B, C, T, F) -> (B, C', T, 2F + 1).
-
-    Input bin m feeds output bins 2m, 2m + 1 and 2m + 2 through kernel taps 0, 1 and 2, so one matmul
-    over the channels gives every tap's contribution and the output is their interleaved sum. On CPU
-    that is ~3x faster than oneDNN's transposed convolution, with the same values up to rounding.
+    Same parameters (names and shapes) as the official `nn.ConvTranspose2d`. On CPU it runs as one
+    matmul: input bin m feeds output bins 2m, 2m + 1 and 2m + 2 through kernel taps 0, 1 and 2, so a
+    matmul over the channels gives every tap's contribution and the output is their interleaved sum,
+    ~3x faster than oneDNN's transposed convolution with the same values up to rounding. Elsewhere
+    it is the torch layer.
     """
-    b, _, t, f = x.shape
-    taps = conv.weight[:, :, 0, :].permute(0, 2, 1).flatten(1)  # (C, 3 * C'): tap k at columns k*C'..
-    width = conv.out_channels
-    contributions = torch.matmul(x.permute(0, 2, 3, 1), taps)  # (B, T, F, 3 * C')
-    even, odd, late = contributions.split(width, dim=-1)
-    out = torch.empty(b, t, 2 * f + 1, width, dtype=x.dtype, device=x.device)
-    out[:, :, 0 : 2 * f : 2] = even
-    out[:, :, 2 * f] = 0
-    out[:, :, 2 : 2 * f + 1 : 2] += late
-    out[:, :, 1 : 2 * f : 2] = odd
-    if conv.bias is not None:
-        out += conv.bias
-    return out.permute(0, 3, 1, 2)
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, (1, 3), (1, 2))
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """(B, C, T, F) -> (B, C', T, 2F + 1), channels-last on CPU."""
+        if x.device.type != "cpu":
+            return super().forward(x)
+        b, _, t, f = x.shape
+        taps = self.weight[:, :, 0, :].permute(0, 2, 1).flatten(1)  # (C, 3 * C'): tap k at columns k*C'..
+        width = self.out_channels
+        contributions = torch.matmul(x.permute(0, 2, 3, 1), taps)  # (B, T, F, 3 * C')
+        even, odd, late = contributions.split(width, dim=-1)
+        out = torch.empty(b, t, 2 * f + 1, width, dtype=x.dtype, device=x.device)
+        out[:, :, 0 : 2 * f : 2] = even
+        out[:, :, 2 * f] = 0
+        out[:, :, 2 : 2 * f + 1 : 2] += late
+        out[:, :, 1 : 2 * f : 2] = odd
+        out += self.bias
+        return out.permute(0, 3, 1, 2)
 
 
 def instance_norm_prelu(y: Tensor, norm: nn.InstanceNorm2d, act: nn.PReLU, out: Tensor | None = None) -> Tensor:
@@ -194,7 +192,7 @@ class MaskDecoder(nn.Module):
         super().__init__()
         self.dense_block = DenseBlock(channels)
         self.mask_conv = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels, (1, 3), (1, 2)),
+            FrequencyUpsampler(channels, channels),
             nn.Conv2d(channels, 1, (1, 1)),
             MaskableInstanceNorm2d(1),
             nn.PReLU(1),
@@ -215,7 +213,7 @@ class PhaseDecoder(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.dense_block = DenseBlock(channels)
-        self.phase_conv = ConvNormAct(nn.ConvTranspose2d(channels, channels, (1, 3), (1, 2)), channels)
+        self.phase_conv = ConvNormAct(FrequencyUpsampler(channels, channels), channels)
         self.phase_conv_r = nn.Conv2d(channels, 1, (1, 1))
         self.phase_conv_i = nn.Conv2d(channels, 1, (1, 1))
 
