@@ -173,29 +173,33 @@ class ConformerBlock(nn.Module):
         self.ffm2 = FeedForwardModule(dim)
         self.post_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """(B, T, F, C) -> (B, T, F, C).
+    def forward(self, x: Tensor, frame_mask: Tensor | None = None, residual: bool = False) -> Tensor:
+        """(B, T, F, C) -> (B, T, F, C), plus x itself when `residual` (the two-stage block's skip connection).
 
         x + ffm1/2, + attention, + convolution, then the norm, stage after stage over blocks of frames
-        (or of frequency bins, for the stages that look along time), updating one copy of x in place.
+        (or of frequency bins, for the stages that look along time), in one new tensor updated in
+        place: the first stage writes x + ffm1/2 into it and the last writes the norm (+ x) back over
+        each block, so there is no copy of x and no separate pass for the skip connection.
         """
         b, t, f, _ = x.shape
         frames, bins = _spans(t, b * f), _spans(f, b * t)
-        x = x.clone()
+        y = torch.empty_like(x)
         for span in frames:
-            x[:, span].add_(self.ffm1(x[:, span]), alpha=0.5)
+            torch.add(x[:, span], self.ffm1(x[:, span]), alpha=0.5, out=y[:, span])
         for span in frames if self.attn.axis == FREQ_AXIS else bins:
             cells = (slice(None), span) if self.attn.axis == FREQ_AXIS else (slice(None), slice(None), span)
-            x[cells].add_(self.attn(x[cells], frame_mask))
+            y[cells].add_(self.attn(y[cells], frame_mask))
         for span in frames if self.ccm.axis == FREQ_AXIS else bins:
             cells = (slice(None), span) if self.ccm.axis == FREQ_AXIS else (slice(None), slice(None), span)
-            x[cells].add_(self.ccm(x[cells], frame_mask))
-        out = torch.empty_like(x)
+            y[cells].add_(self.ccm(y[cells], frame_mask))
         for span in frames:
-            block = x[:, span]
+            block = y[:, span]
             block.add_(self.ffm2(block), alpha=0.5)
-            out[:, span] = self.post_norm(block)
-        return out
+            if residual:
+                torch.add(self.post_norm(block), x[:, span], out=block)
+            else:
+                block.copy_(self.post_norm(block))
+        return y
 
 
 class TSConformerBlock(nn.Module):
@@ -208,5 +212,5 @@ class TSConformerBlock(nn.Module):
 
     def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         """(B, T, F, C) -> (B, T, F, C); frame_mask (B, T) bool or None."""
-        x = self.time_conformer(x, frame_mask).add_(x)
-        return self.freq_conformer(x, frame_mask).add_(x)
+        x = self.time_conformer(x, frame_mask, residual=True)
+        return self.freq_conformer(x, frame_mask, residual=True)
