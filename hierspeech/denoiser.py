@@ -28,6 +28,7 @@ from hierspeech.modules.mag_phase_stft import (
     window_envelope,
 )
 from hierspeech.modules.mpsenet_blocks import DenseEncoder, MaskDecoder, PhaseDecoder
+from hierspeech.modules.scratch import reuse_scratch
 from hierspeech.pretrained import PretrainedModel
 
 # Inputs up to this long run in one piece, exactly as the official code; longer ones are chunked.
@@ -237,26 +238,27 @@ def denoise(
     if chunk is not None and not 0 <= overlap < chunk:
         raise ValueError(f"overlap_seconds={overlap_seconds} must be >= 0 and below chunk_seconds={chunk_seconds}")
 
-    gains = [_rms_gain(noisy[i, :size]) for i, size in enumerate(sizes)]
-    n_frames = [num_stft_frames(size, cfg.n_fft, hop) for size in sizes]
-    out = noisy.new_zeros(noisy.shape[0], output_length(max(sizes), hop))
-    whole = [i for i, n in enumerate(n_frames) if chunk is None or n <= chunk]
-    if whole:
-        specs = {
-            i: mag_phase_stft((noisy[i, : sizes[i]] * gains[i]).unsqueeze(0), cfg.n_fft, hop, window, cfg.compress_factor)
-            for i in whole
-        }
-        n_max = max(n_frames[i] for i in whole)
-        mag = torch.cat([nn.functional.pad(specs[i][0], (0, n_max - n_frames[i])) for i in whole])
-        pha = torch.cat([nn.functional.pad(specs[i][1], (0, n_max - n_frames[i])) for i in whole])
-        frame_lengths = torch.tensor([n_frames[i] for i in whole], device=mag.device)
-        mag_g, pha_g = model(mag, pha, frame_lengths)
-        spec = compressed_to_complex(mag_g, pha_g, cfg.compress_factor)
-        for j, i in enumerate(whole):
-            n = n_frames[i]
-            out[i, : hop * (n - 1)] = complex_istft(spec[j : j + 1, :, :n], cfg.n_fft, hop, window)[0] / gains[i]
-    for i, size in enumerate(sizes):
-        if i not in whole:
-            wav = noisy[i, :size] * gains[i]
-            out[i, : hop * (n_frames[i] - 1)] = _denoise_streamed(model, wav, chunk, overlap, chunk_batch_size) / gains[i]
+    with reuse_scratch():  # the windows' large buffers are reused, not faulted in anew (see scratch.py)
+        gains = [_rms_gain(noisy[i, :size]) for i, size in enumerate(sizes)]
+        n_frames = [num_stft_frames(size, cfg.n_fft, hop) for size in sizes]
+        out = noisy.new_zeros(noisy.shape[0], output_length(max(sizes), hop))
+        whole = [i for i, n in enumerate(n_frames) if chunk is None or n <= chunk]
+        if whole:
+            specs = {
+                i: mag_phase_stft((noisy[i, : sizes[i]] * gains[i]).unsqueeze(0), cfg.n_fft, hop, window, cfg.compress_factor)
+                for i in whole
+            }
+            n_max = max(n_frames[i] for i in whole)
+            mag = torch.cat([nn.functional.pad(specs[i][0], (0, n_max - n_frames[i])) for i in whole])
+            pha = torch.cat([nn.functional.pad(specs[i][1], (0, n_max - n_frames[i])) for i in whole])
+            frame_lengths = torch.tensor([n_frames[i] for i in whole], device=mag.device)
+            mag_g, pha_g = model(mag, pha, frame_lengths)
+            spec = compressed_to_complex(mag_g, pha_g, cfg.compress_factor)
+            for j, i in enumerate(whole):
+                n = n_frames[i]
+                out[i, : hop * (n - 1)] = complex_istft(spec[j : j + 1, :, :n], cfg.n_fft, hop, window)[0] / gains[i]
+        for i, size in enumerate(sizes):
+            if i not in whole:
+                wav = noisy[i, :size] * gains[i]
+                out[i, : hop * (n_frames[i] - 1)] = _denoise_streamed(model, wav, chunk, overlap, chunk_batch_size) / gains[i]
     return out

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hierspeech.modules.scratch import scratch_elements
+
 # The variance of an instance norm is summed over this many frames at a time: the same sums, while the
 # centred squares stay small (full-size fresh tensors cost page faults and cache misses on CPU).
 FRAMES_PER_STEP = 16
@@ -22,6 +24,19 @@ FRAMES_PER_STEP = 16
 def activation_format(device: torch.device) -> torch.memory_format:
     """Memory layout of the convolutional activations: channels-last on CPU (see the module docstring)."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def activation_scratch(name: str, shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
+    """A (B, C, T, F) tensor in `activation_format` on the `scratch_elements` storage `name`.
+
+    Inside `reuse_scratch` the same storage serves every call (each window, each dense block), so its
+    pages are not faulted in anew each time: the dense blocks' buffers are the largest tensors here.
+    """
+    b, c, t, f = shape
+    flat = scratch_elements(name, b * c * t * f, like)
+    if activation_format(like.device) != torch.channels_last:
+        return flat.view(shape)
+    return flat.view(b, t, f, c).permute(0, 3, 1, 2)
 
 
 def run_conv(conv: nn.Module, x: Tensor) -> Tensor:
@@ -49,7 +64,10 @@ class FrequencyUpsampler(nn.ConvTranspose2d):
         b, _, t, f = x.shape
         taps = self.weight[:, :, 0, :].permute(0, 2, 1).flatten(1)  # (C, 3 * C'): tap k at columns k*C'..
         width = self.out_channels
-        contributions = torch.matmul(x.permute(0, 2, 3, 1), taps)  # (B, T, F, 3 * C')
+        # (B, T, F, 3 * C'), in a scratch tensor: it is consumed here, and fresh it would be faulted in
+        # anew on every call (it is the largest tensor of the decoders).
+        contributions = scratch_elements("frequency_upsampler.contributions", b * t * f * 3 * self.out_channels, x)
+        contributions = torch.matmul(x.permute(0, 2, 3, 1), taps, out=contributions.view(b, t, f, -1))
         even, odd, late = contributions.split(width, dim=-1)
         out = torch.empty(b, t, 2 * f + 1, width, dtype=x.dtype, device=x.device)
         out[:, :, 0 : 2 * f : 2] = even
@@ -62,6 +80,9 @@ class FrequencyUpsampler(nn.ConvTranspose2d):
 
 def instance_norm_prelu(y: Tensor, norm: nn.InstanceNorm2d, act: nn.PReLU, out: Tensor | None = None) -> Tensor:
     """PReLU(InstanceNorm(y)) over all positions of each item and channel, y (B, C, T, F), into `out` if given.
+
+    Without `out`, y itself is overwritten on CPU (pass a tensor the caller no longer needs, such as a
+    convolution's output) and returned.
 
     On CPU, with y channels-last, in blocks of frames (small intermediates, no full-size temporary):
     the mean is one reduction, the variance is summed over blocks of (y - mean)^2 (two-pass, as
@@ -79,7 +100,8 @@ def instance_norm_prelu(y: Tensor, norm: nn.InstanceNorm2d, act: nn.PReLU, out: 
     for frames in blocks:
         var += (y[:, :, frames] - mean).square_().sum(dim=(2, 3), keepdim=True)
     var /= positions
-    out = torch.empty_like(y, memory_format=torch.channels_last) if out is None else out
+    if out is None:  # in place: each block is read before it is overwritten, and no fresh tensor is faulted in
+        out = y if y.is_contiguous(memory_format=torch.channels_last) else torch.empty_like(y, memory_format=torch.channels_last)
     for i in range(y.shape[0]):
         stats = mean[i].flatten(), var[i].flatten()
         for frames in blocks:
@@ -140,14 +162,19 @@ class DenseBlock(nn.Module):
         each layer, outputs are written right-to-left into one preallocated buffer (in
         `activation_format`) whose tail slices are exactly those concatenations (each layer writes
         straight into its slot); the first layer reads x itself and the last output is never copied in.
+        A tail slice of a channels-last buffer is not channels-last contiguous, so the middle layers'
+        inputs are copied into a second buffer first (the convolution would copy them anyway). Both
+        buffers are `activation_scratch` storages, shared by every dense block and window inside
+        `reuse_scratch`.
         """
         depth = len(self.dense_block)
         b, c, t, f = x.shape
-        features = torch.empty(b, depth * c, t, f, dtype=x.dtype, device=x.device,
-                               memory_format=activation_format(x.device))  # fmt: skip
+        features = activation_scratch("dense_block.features", (b, depth * c, t, f), x)
         features[:, (depth - 1) * c :] = x
         for i, layer in enumerate(self.dense_block[:-1]):
             inputs = x if i == 0 else features[:, (depth - 1 - i) * c :]
+            if i > 0 and not inputs.is_contiguous(memory_format=activation_format(x.device)):
+                inputs = activation_scratch("dense_block.inputs", inputs.shape, x).copy_(inputs)
             slot = layer(inputs, mask, out=features[:, (depth - 2 - i) * c : (depth - 1 - i) * c])
             if mask is not None:
                 slot.mul_(mask)

@@ -3,7 +3,8 @@
 Allocating a fresh multi-megabyte tensor costs page faults on first touch (glibc returns large freed
 blocks to the OS), which on CPU can take longer than the arithmetic done in it. Inside
 ``with reuse_scratch():`` the helpers that ask for `scratch` tensors get the same storage back on every
-call (per thread, per name, while the shape stays the same); outside it, `scratch` simply allocates.
+call (per thread, per name, while the shape stays the same; `scratch_elements` keeps the largest size
+asked for, so differently shaped uses can share one storage); outside it, both simply allocate.
 A scratch tensor is only valid until the next request for the same name: never return one to a caller.
 """
 
@@ -42,3 +43,21 @@ def scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) 
         buffer = like.new_empty(shape)
         pool[key] = buffer
     return buffer
+
+
+def scratch_elements(name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised 1-D tensor of `numel` elements, a prefix of one storage per name inside `reuse_scratch`.
+
+    The storage grows to the largest request and is never shrunk while the block lasts, so uses of
+    different shapes (view the result as needed) take turns on it without reallocating.
+    """
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        return like.new_empty(numel)
+    key = (name, like.dtype, like.device, "elements")
+    buffer = pool.get(key)
+    if buffer is None or buffer.numel() < numel:
+        pool.pop(key, None)  # release the smaller storage before allocating the larger one
+        buffer = like.new_empty(numel)
+        pool[key] = buffer
+    return buffer[:numel]
