@@ -66,7 +66,7 @@ class FrequencyUpsampler(nn.ConvTranspose2d):
         width = self.out_channels
         # (B, T, F, 3 * C'), in a scratch tensor: it is consumed here, and fresh it would be faulted in
         # anew on every call (it is the largest tensor of the decoders).
-        contributions = scratch_elements("frequency_upsampler.contributions", b * t * f * 3 * self.out_channels, x)
+        contributions = scratch_elements("frequency_upsampler.contributions", b * t * f * 3 * width, x)
         contributions = torch.matmul(x.permute(0, 2, 3, 1), taps, out=contributions.view(b, t, f, -1))
         even, odd, late = contributions.split(width, dim=-1)
         out = torch.empty(b, t, 2 * f + 1, width, dtype=x.dtype, device=x.device)

@@ -3,13 +3,14 @@
 Allocating a fresh multi-megabyte tensor costs page faults on first touch (glibc returns large freed
 blocks to the OS), which on CPU can take longer than the arithmetic done in it. Inside
 ``with reuse_scratch():`` the helpers that ask for `scratch` tensors get the same storage back on every
-call (per thread, per name, while the shape stays the same; `scratch_elements` keeps the largest size
-asked for, so differently shaped uses can share one storage); outside it, both simply allocate.
+call (per thread, per name; the storage is kept at the largest size asked for, so differently shaped
+requests take turns on it); outside it, both helpers simply allocate.
 A scratch tensor is only valid until the next request for the same name: never return one to a caller.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,15 +35,7 @@ def reuse_scratch() -> Iterator[None]:
 
 def scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
     """An uninitialised tensor of `shape` with `like`'s dtype and device, reused inside `reuse_scratch`."""
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        return like.new_empty(shape)
-    key = (name, like.dtype, like.device)
-    buffer = pool.get(key)
-    if buffer is None or buffer.shape != tuple(shape):
-        buffer = like.new_empty(shape)
-        pool[key] = buffer
-    return buffer
+    return scratch_elements(name, math.prod(shape), like).view(shape)
 
 
 def scratch_elements(name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
@@ -54,7 +47,7 @@ def scratch_elements(name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
     pool = getattr(_local, "pool", None)
     if pool is None:
         return like.new_empty(numel)
-    key = (name, like.dtype, like.device, "elements")
+    key = (name, like.dtype, like.device)
     buffer = pool.get(key)
     if buffer is None or buffer.numel() < numel:
         pool.pop(key, None)  # release the smaller storage before allocating the larger one

@@ -33,6 +33,17 @@ def test_scratch_elements_share_one_storage_that_grows_to_the_largest_request() 
     assert after.data_ptr() != again.data_ptr()  # the pool ended with the block
 
 
+def test_shaped_scratch_views_the_same_storage() -> None:
+    like = torch.zeros(1)
+    with reuse_scratch():
+        big = scratch("shaped", (4, 5), like)
+        assert big.shape == (4, 5)
+        small = scratch("shaped", (3, 2), like)
+        assert small.shape == (3, 2) and small.data_ptr() == big.data_ptr()
+        small.fill_(7.0)
+        assert (big.flatten()[:6] == 7.0).all()  # a view of the one storage, not a copy
+
+
 def test_pools_are_per_thread() -> None:
     like = torch.zeros(1)
     seen: dict[str, int] = {}
